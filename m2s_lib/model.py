@@ -89,9 +89,10 @@ class M2SNet(nn.Module):
         self.mmsm = MMSM(channels, unit, wiring, kernel_sizes, msu_impl, filter_weights, share_filters, max_order)
         self.encoder = create_encoder(encoder_name, encoder_weights, in_channels)
         level_channels = self.encoder.feature_info.channels()
-        self.reduce = nn.ModuleDict(
-            {f"E{i}": ConvBNReLU(c, channels) for i, c in enumerate(level_channels[1:], start=2)}
-        )
+        # MS_1^5 is read only by the units; the decoder makes CE^5 from the raw E5 (authors' code). Without units
+        # (the FPN baseline) E5 therefore needs no reduction.
+        reduced_levels = range(2, 6) if self.mmsm.max_order >= 2 else range(2, 5)
+        self.reduce = nn.ModuleDict({f"E{i}": ConvBNReLU(level_channels[i - 1], channels) for i in reduced_levels})
         if level_channels[0] != channels:  # the authors' x1 (64 channels) is used as is
             self.reduce["E1"] = ConvBNReLU(level_channels[0], channels)
         self.decoder = Decoder(level_channels[-1], channels, classes)
@@ -132,6 +133,7 @@ class FPNBaseline(M2SNet):
     """The ablation baseline of Table 9: the same encoder and decoder, no subtraction at all.
 
     ``CE^i = CBR(MS_1^i)``: each reduced level goes through one conv and is added top-down in the decoder.
+    With no unit to read it, the top level is not reduced: ``MS_1^5`` is the raw ``E5`` here.
     """
 
     def __init__(self, encoder_name: str = "res2net50d", encoder_weights=None, in_channels: int = 3, classes: int = 1, **kwargs):
