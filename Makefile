@@ -25,7 +25,7 @@ help:
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
+	-$(PY) -m pip install -q --upgrade pip
 
 venv: $(PY)
 
