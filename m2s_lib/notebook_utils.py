@@ -1,0 +1,316 @@
+"""Small helpers shared by the notebooks: device choice, seeding, environment report, run outputs, toy inputs.
+
+Nothing here is needed by the library itself; the notebooks import it as ``import m2s_lib.notebook_utils as nbu``.
+
+Run outputs: every notebook has a ``run_dir`` parameter. ``None`` (the interactive default) shows figures and
+tables only; a folder (absolute, or relative to the repository root — never to the notebook's working directory)
+makes :class:`NotebookOutputs` also write them to ``<run_dir>/<notebook>/``: ``<name>.png`` for figures,
+``<name>.csv`` + ``<name>.md`` for tables, and ``outputs.json`` listing them in order with their captions, so that
+a report can collect them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import socket
+import sys
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "NotebookOutputs",
+    "environment_report",
+    "is_online",
+    "pick_device",
+    "print_environment",
+    "repo_root",
+    "resolve_path",
+    "resolve_pretrained",
+    "seed_everything",
+    "show_figure",
+    "thin_structure_mask",
+    "toy_polyp",
+]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Paths, device, seeds, environment
+# ---------------------------------------------------------------------------------------------------------------
+def repo_root() -> Path:
+    """The repository root (the folder holding ``pyproject.toml`` above this package), else the working directory."""
+    here = Path(__file__).resolve().parent
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "m2s_lib").is_dir():
+            return folder
+    return Path.cwd()
+
+
+def resolve_path(path: str | os.PathLike | None) -> Path | None:
+    """``None`` stays ``None``; a relative path is taken relative to the repository root, not to the cwd."""
+    if path is None or str(path) == "":
+        return None
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else repo_root() / path
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``"auto"`` → CUDA if available, else Apple MPS, else CPU; otherwise the named device, checked to exist."""
+    name = str(name).strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} was asked for but CUDA is not available here: use device='auto' or 'cpu'")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device={name!r} was asked for but Apple MPS is not available here: use 'auto' or 'cpu'")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def _version(module: str) -> str:
+    try:
+        mod = __import__(module)
+        return str(getattr(mod, "__version__", "?"))
+    except Exception:  # noqa: BLE001 — not installed, or broken: the report says so instead of failing
+        return "not installed"
+
+
+def _git_commit() -> str:
+    head = repo_root() / ".git" / "HEAD"
+    try:
+        ref = head.read_text().strip()
+        if ref.startswith("ref: "):
+            ref_file = repo_root() / ".git" / ref[5:]
+            if ref_file.is_file():
+                return ref_file.read_text().strip()[:12]
+            packed = repo_root() / ".git" / "packed-refs"
+            for line in packed.read_text().splitlines() if packed.is_file() else []:
+                if line.endswith(ref[5:]):
+                    return line.split()[0][:12]
+            return "unknown"
+        return ref[:12]
+    except OSError:
+        return "unknown"
+
+
+def environment_report(device: torch.device | str | None = None) -> dict[str, Any]:
+    """Versions, interpreter, threads, device and git commit, as a flat dict (for a table or a report header)."""
+    device = pick_device("auto") if device is None else torch.device(device)
+    report: dict[str, Any] = {
+        "python": platform.python_version(),
+        "interpreter": sys.executable,
+        "platform": platform.platform(terse=True),
+        "torch": torch.__version__,
+        "torchvision": _version("torchvision"),
+        "timm": _version("timm"),
+        "numpy": np.__version__,
+        "m2s_lib": _version("m2s_lib"),
+        "git commit": _git_commit(),
+        "device": str(device),
+        "torch threads": torch.get_num_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
+    }
+    if device.type == "cuda":
+        report["gpu"] = torch.cuda.get_device_name(device)
+    return report
+
+
+def print_environment(device: torch.device | str | None = None) -> None:
+    """Print :func:`environment_report` as aligned ``key: value`` lines."""
+    report = environment_report(device)
+    width = max(len(k) for k in report)
+    for key, value in report.items():
+        print(f"{key:<{width}} : {value}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Figures and tables: shown inline, and saved when the notebook has a run folder
+# ---------------------------------------------------------------------------------------------------------------
+def show_figure(fig) -> None:
+    """Display a matplotlib figure as a PNG whatever the backend (``Agg`` headless included), then close it.
+
+    Closing keeps the inline backend from drawing it a second time and frees memory in long notebooks.
+    """
+    import matplotlib.pyplot as plt
+
+    buffer = BytesIO()
+    fig.savefig(buffer, format="png", dpi=fig.dpi, bbox_inches="tight")
+    plt.close(fig)
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:  # plain Python without IPython: nothing to draw on
+        return
+    if get_ipython() is not None:
+        display(Image(data=buffer.getvalue(), format="png"))
+
+
+class NotebookOutputs:
+    """Shows a notebook's figures and tables, and writes them to ``<run_dir>/<notebook>/`` when ``run_dir`` is set.
+
+    >>> out = NotebookOutputs(run_dir, "01_subtraction_unit")   # run_dir None: show only
+    >>> out.figure(fig, "redundancy", "Shared vs difference energy per level pair")
+    >>> out.table(df, "redundancy")                              # returns df, so it displays as a cell's last line
+    """
+
+    def __init__(self, run_dir: str | os.PathLike | None, notebook: str):
+        self.notebook = notebook
+        root = resolve_path(run_dir)
+        self.folder = None if root is None else root / notebook
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        self._index: list[dict[str, str]] = []
+
+    def __repr__(self) -> str:
+        where = str(self.folder) if self.folder is not None else "not saved (run_dir=None)"
+        return f"NotebookOutputs({self.notebook!r}: {where})"
+
+    def _record(self, kind: str, name: str, files: list[Path], caption: str | None) -> None:
+        self._index = [item for item in self._index if item["name"] != name]
+        self._index.append(
+            {"kind": kind, "name": name, "files": [p.name for p in files], "caption": caption or ""}
+        )
+        (self.folder / "outputs.json").write_text(json.dumps(self._index, indent=2) + "\n")
+
+    def figure(self, fig, name: str, caption: str | None = None) -> None:
+        """Save ``fig`` as ``<name>.png`` (when saving), show it, close it."""
+        if self.folder is not None:
+            from .viz import save_figure
+
+            # atomic write: a report never picks up half a PNG
+            path = save_figure(fig, self.folder / f"{name}.png", dpi=150)
+            self._record("figure", name, [path], caption)
+        show_figure(fig)
+
+    def table(self, df, name: str, caption: str | None = None, floatfmt: str = ".4g"):
+        """Save a pandas DataFrame as ``<name>.csv`` and ``<name>.md`` (when saving); return it for display."""
+        if self.folder is not None:
+            csv, md = self.folder / f"{name}.csv", self.folder / f"{name}.md"
+            df.to_csv(csv)
+            try:
+                text = df.to_markdown(floatfmt=floatfmt)
+            except ImportError:  # tabulate missing: plain text is still readable
+                text = df.to_string()
+            md.write_text((f"**{caption}**\n\n" if caption else "") + text + "\n")
+            self._record("table", name, [csv, md], caption)
+        return df
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pretrained weights without hanging offline
+# ---------------------------------------------------------------------------------------------------------------
+def is_online(host: str = "huggingface.co", port: int = 443, timeout: float = 2.0) -> bool:
+    """Whether ``host`` answers within ``timeout`` seconds (a quick probe before any download is tried)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _timm_weights_cached(encoder_name: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        from timm.models import get_pretrained_cfg
+
+        cfg = get_pretrained_cfg(encoder_name)
+        hub_id = getattr(cfg, "hf_hub_id", None)
+        if not hub_id:
+            return False
+        return any(
+            isinstance(try_to_load_from_cache(hub_id, name), str)
+            for name in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+        )
+    except Exception:  # noqa: BLE001 — any failure means "not known to be cached"
+        return False
+
+
+def resolve_pretrained(weights: str | os.PathLike | None, encoder_name: str) -> str | Path | None:
+    """The encoder weights to actually use: ``"imagenet"`` only if cached or online, else ``None`` with a message.
+
+    Offline, timm's downloader retries for about a minute before failing; this probe answers in a second or two.
+    A file path is resolved against the repository root and must exist.
+    """
+    if weights is None:
+        return None
+    if str(weights) == "imagenet":
+        if _timm_weights_cached(encoder_name) or is_online():
+            return "imagenet"
+        print(
+            f"ImageNet weights for {encoder_name!r} are not cached and the hub cannot be reached (offline): "
+            "falling back to a randomly initialised encoder. The numbers below then describe random features; "
+            "run once online, or pass encoder_weights='/path/to/weights.pth', for trained ones."
+        )
+        return None
+    path = resolve_path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"encoder_weights={str(weights)!r}: no such file ({path})")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Toy inputs for the foundation notebooks (the datasets live in m2s_lib.synthetic / m2s_lib.data)
+# ---------------------------------------------------------------------------------------------------------------
+def _smooth_noise(size: int, generator: torch.Generator, scale: int) -> torch.Tensor:
+    coarse = torch.rand(1, 1, max(2, size // scale), max(2, size // scale), generator=generator)
+    return torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)[0, 0]
+
+
+def toy_polyp(size: int = 352, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A colonoscopy-like toy image (3×H×W in [0, 1]) with one shaded, textured blob and its mask (1×H×W in {0, 1}).
+
+    Deterministic for a given seed. Enough structure (texture, shading, a boundary) for feature maps to be worth
+    looking at; not a dataset.
+    """
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    cy, cx = (torch.rand(2, generator=g) - 0.5) * 0.6
+    ry, rx = 0.25 + 0.2 * torch.rand(2, generator=g)
+    angle = torch.rand((), generator=g) * 3.1416
+    u = (xx - cx) * torch.cos(angle) + (yy - cy) * torch.sin(angle)
+    v = -(xx - cx) * torch.sin(angle) + (yy - cy) * torch.cos(angle)
+    radius = (u / rx) ** 2 + (v / ry) ** 2 + 0.15 * (_smooth_noise(size, g, 8) - 0.5)
+    mask = (radius < 1).float()
+    tissue = 0.55 + 0.25 * _smooth_noise(size, g, 6) + 0.08 * _smooth_noise(size, g, 40)
+    vignette = 1 - 0.45 * (xx**2 + yy**2)
+    blob_shading = 0.18 * (1 - radius.clamp(0, 1)) + 0.06 * _smooth_noise(size, g, 25)
+    base = (tissue * vignette + mask * blob_shading).clamp(0, 1)
+    image = torch.stack([base * 0.95 + 0.05, base * 0.55 + 0.05 * mask, base * 0.45]).clamp(0, 1)
+    return image, mask[None]
+
+
+def thin_structure_mask(size: int = 352, seed: int = 0, width: float = 1.5) -> torch.Tensor:
+    """A 1×H×W binary mask of one blob plus a few thin curved strands (vessel-like) about ``width`` pixels wide.
+
+    Thin structures are almost all boundary: the masks where boundary-weighted losses differ most from plain ones.
+    """
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij")
+    c = size / 2
+    mask = (((yy - c) / (0.18 * size)) ** 2 + ((xx - c) / (0.22 * size)) ** 2 < 1).float()
+    for _ in range(5):
+        a, b, phase = torch.rand(3, generator=g)
+        freq = 2 + 4 * a
+        offset = (0.15 + 0.7 * b) * size
+        curve = offset + 0.08 * size * torch.sin(freq * xx / size * 3.1416 + 6.28 * phase)
+        mask = torch.maximum(mask, (torch.abs(yy - curve) < width / 2 + 0.5).float())
+    return mask[None]
