@@ -8,13 +8,13 @@ Layouts (``size`` is the image width in pixels; heights follow each imitated dat
 
 ``polyp`` (PraNet split, DESIGN.md §3)::
 
-    out/TrainDataset/{images/*.jpg, masks/*.png}                      n images, size x size
+    out/TrainDataset/{images/*.jpg, masks/*.png}                      n images
     out/TestDataset/<set>/{images/*.jpg, masks/*.png}                 n_test images per set
         <set> in CVC-300 (H = 0.87 W), CVC-ClinicDB (0.75 W), CVC-ColonDB (0.87 W), ETIS-LaribPolypDB (0.79 W),
-        Kvasir (square)
+        Kvasir (square); W = size
 
     Like the real training set (900 Kvasir + 550 CVC-ClinicDB frames), 62 % of the training frames follow the
-    Kvasir style and 38 % the CVC-ClinicDB style. The five test styles differ a little, as the real sets do:
+    Kvasir style (square) and 38 % the CVC-ClinicDB style (4:3). The five test styles differ a little, as the real sets do:
     polyp size (ETIS and ColonDB: many small polyps; Kvasir: large ones), illumination, blur, texture scale and the
     black frame of the CVC cameras.
 
@@ -816,7 +816,7 @@ def _count_files(folder: Path) -> int:
 
 
 def ensure_synthetic(task: str, root, n: int, seed: int = 0, size: int = 352, n_test: int | None = None,
-                     progress: bool = True) -> Path:
+                     progress: bool = True, workers: int | None = None) -> Path:
     """Return ``root`` holding the synthetic ``task`` dataset with these parameters, generating it if absent.
 
     Idempotent: when ``root`` already holds a dataset made with the same parameters (its ``m2s_synthetic.json``
@@ -856,7 +856,7 @@ def ensure_synthetic(task: str, root, n: int, seed: int = 0, size: int = 352, n_
         raise SyntheticDataError(
             f"{root} exists and is not a synthetic dataset made by this library (no {MANIFEST}); nothing was "
             "written. Pass another root folder.")
-    return generate(task, root, n, seed=seed, size=size, n_test=n_test_eff, progress=progress)
+    return generate(task, root, n, seed=seed, size=size, n_test=n_test_eff, progress=progress, workers=workers)
 
 
 # ----------------------------------------------------------------------------------------------------------------
