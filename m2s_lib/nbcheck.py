@@ -6,6 +6,8 @@ Rules, for every ``*.ipynb`` under the given folders (``.ipynb_checkpoints`` ski
 2. The first code cell is tagged ``parameters`` (papermill injects its overrides right after it).
 3. That cell holds only plain ``name = <literal>`` assignments (comments welcome): papermill overrides by
    re-assigning names, so a parameter computed from another one would silently keep its full-size value.
+   Their comments hold no ``=``: papermill's parameter parser (``papermill --help-notebook``, the
+   unknown-parameter warning) gives up on such a line.
 4. No ``injected-parameters`` cell (that is an executed copy, which belongs in ``runs/``).
 
 With ``--overrides tests/notebook_overrides.yaml`` it also checks that file: every entry names an existing
@@ -18,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import io
 import json
 import sys
+import tokenize
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -97,6 +101,17 @@ def _parse_parameters(source: str) -> tuple[dict[str, Any], list[str]]:
             problems.append(
                 f"parameter {target!r} is not a literal ({ast.unparse(value)[:60]!r}): compute derived values in a "
                 "later cell so that overrides reach them"
+            )
+    try:
+        comments = [t for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT]
+    except (tokenize.TokenError, SyntaxError):
+        comments = []
+    assigned_lines = {node.lineno for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))}
+    for token in comments:
+        if token.start[0] in assigned_lines and "=" in token.string:
+            problems.append(
+                f"line {token.start[0]} of the parameters cell has '=' in its comment, which papermill cannot parse "
+                f"(write 'None: show only', not 'None = show only'): {token.string[:60]!r}"
             )
     return names, problems
 

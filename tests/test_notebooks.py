@@ -93,6 +93,11 @@ def test_overrides_are_parameters(notebook: Path):
     params = nbcheck.parameter_names(notebook)
     unknown = sorted(set(overrides[notebook.name]) - set(params))
     assert not unknown, f"{notebook.name}: overrides {unknown} are not parameters (parameters: {sorted(params)})"
+    seen_by_papermill = set(_papermill().inspect_notebook(str(notebook)))
+    assert seen_by_papermill == set(params), (
+        f"{notebook.name}: papermill reads the parameters {sorted(seen_by_papermill)}, the cell assigns "
+        f"{sorted(params)}; a comment papermill cannot parse is the usual cause"
+    )
 
 
 def test_nbcheck_flags_outputs_and_missing_tag(tmp_path: Path):
