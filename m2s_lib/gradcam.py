@@ -235,7 +235,6 @@ def plot_gradcam(model, image: torch.Tensor, layers: str | Sequence[str] = ("MS_
     for ax in axes:
         viz._clean(ax)
     if im is not None:
-        cb = fig.colorbar(im, ax=list(axes[1:]), shrink=0.85, pad=0.02)
-        cb.ax.tick_params(labelsize=7)
+        viz._colorbar(fig, im, list(axes[1:]), shrink=0.85, pad=0.02)
     fig.suptitle("Grad-CAM: target = sum of the logits over the predicted region", fontsize=11)
     return fig

@@ -211,9 +211,18 @@ def _show_map(fig, ax, data, title=None, cmap="viridis", vmin=None, vmax=None, c
     if title:
         ax.set_title(title, fontsize=fontsize)
     if colorbar:
-        cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-        cb.ax.tick_params(labelsize=7)
+        _colorbar(fig, im, ax, fraction=0.046, pad=0.03)
     return im
+
+
+def _colorbar(fig, im, ax, **kwargs):
+    """A colour bar with compact tick labels (``3.2e+07`` rather than a separate offset text that overlaps)."""
+    from matplotlib.ticker import FuncFormatter
+
+    cb = fig.colorbar(im, ax=ax, **kwargs)
+    cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    cb.ax.tick_params(labelsize=7)
+    return cb
 
 
 def _contour(ax, mask2d: np.ndarray, color, linewidth=1.2):
@@ -312,7 +321,7 @@ def plot_feature_pyramid(
                 axes[r, c].set_ylabel(f"level {i}", fontsize=10)
                 break
     if shared_scale and last_im is not None:
-        cb = fig.colorbar(last_im, ax=axes[:, lead:].ravel().tolist(), shrink=0.6, pad=0.02)
+        cb = _colorbar(fig, last_im, axes[:, lead:].ravel().tolist(), shrink=0.6, pad=0.02)
         cb.set_label(f"{reduce} (shared scale)", fontsize=9)
     what = {"mean": "channel mean", "max": "channel max", "channel": f"channel {channel}", "pca": "1st principal component"}[reduce]
     scale = "one shared colour scale" if shared_scale else "each map min–max scaled"
@@ -409,7 +418,8 @@ def plot_msu_scales(
     if shared_scale:
         vmin, vmax = _finite_limits(maps[k] for k in term_keys)
     titles = {
-        "up(A)": rf"up(A) = up($MS_{{{n - 1}}}^{{{i + 1}}}$)",
+        "up(A)": (rf"up(A) = up(CBR($MS_{{{n - 1}}}^{{{i + 1}}}$))" if n == NUM_LEVELS and model.mmsm.top_input is not None
+                  else rf"up(A) = up($MS_{{{n - 1}}}^{{{i + 1}}}$)"),
         "B": rf"B = $MS_{{{n - 1}}}^{{{i}}}$",
         "sum": r"$\Sigma_k$ (conv input)",
         "output": rf"output {feature_title(ms_key(n, i))}",
@@ -424,8 +434,7 @@ def plot_msu_scales(
         im = _show_map(fig, ax, data, titles[key], cmap, vmin if shared else None, vmax if shared else None,
                        colorbar=not shared, fontsize=9)
         if shared and key == term_keys[-1]:
-            cb = fig.colorbar(im, ax=[axes[list(maps).index(t)] for t in term_keys], shrink=0.8, pad=0.02)
-            cb.ax.tick_params(labelsize=7)
+            _colorbar(fig, im, [axes[list(maps).index(t)] for t in term_keys], shrink=0.8, pad=0.02)
     h, w = next(iter(maps.values())).shape
     fig.suptitle(f"Unit {feature_title(ms_key(n, i))} at {h}×{w}: scale terms of Eq. 2 ({reduce})", fontsize=11)
     return fig
