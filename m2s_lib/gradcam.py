@@ -19,23 +19,24 @@ Layers are named like the features of ``model.forward_features`` and mapped to t
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn as nn
-from matplotlib.figure import Figure
+from torch import nn
 
+from . import viz
 from .mmsm import NUM_LEVELS, ce_key, ms_key, unit_name
+from .viz import Figure
 
 __all__ = [
     "LogitsOnly",
     "SegmentationTarget",
     "gradcam_layers",
-    "resolve_layer",
-    "predicted_region",
     "gradcam_map",
     "plot_gradcam",
+    "predicted_region",
+    "resolve_layer",
 ]
 
 
@@ -182,6 +183,7 @@ def gradcam_map(model, image: torch.Tensor, layer: str | nn.Module, target_mask=
     methods = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus}
     if method not in methods:
         raise ValueError(f"method={method!r} is unknown: choose one of {tuple(methods)}")
+    image = torch.as_tensor(image)
     x = image if image.dim() == 4 else image[None]
     if x.shape[0] != 1:
         raise ValueError(f"gradcam_map takes one image, got a batch of {x.shape[0]}")
@@ -214,8 +216,6 @@ def gradcam_map(model, image: torch.Tensor, layer: str | nn.Module, target_mask=
 def plot_gradcam(model, image: torch.Tensor, layers: str | Sequence[str] = ("MS_2^3", "CE^2", "D2"), mask=None,
                  target_mask=None, category: int | None = None, alpha: float = 0.5, cmap: str = "jet") -> Figure:
     """The image (with the ``mask`` contour if given), then one Grad-CAM overlay per layer in ``layers``."""
-    from . import viz
-
     layers = [layers] if isinstance(layers, (str, nn.Module)) else list(layers)
     maps = [gradcam_map(model, image, layer, target_mask, category) for layer in layers]
     rgb = viz.denormalize(image)

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
+import matplotlib.figure
 import numpy as np
 import torch
 from matplotlib import colors as mcolors
-from matplotlib.figure import Figure
 
 from .constants import IMAGENET_MEAN, IMAGENET_STD
 from .mmsm import NUM_LEVELS, ce_key, ms_key, unit_name
@@ -32,16 +32,17 @@ from .subtraction import upsample_like
 
 __all__ = [
     "REDUCE_MODES",
+    "Figure",
     "denormalize",
-    "overlay",
-    "reduce_map",
-    "plot_feature_pyramid",
-    "plot_msu_scales",
-    "plot_lossnet_features",
-    "plot_training_curves",
-    "plot_predictions",
-    "save_figure",
     "feature_title",
+    "overlay",
+    "plot_feature_pyramid",
+    "plot_lossnet_features",
+    "plot_msu_scales",
+    "plot_predictions",
+    "plot_training_curves",
+    "reduce_map",
+    "save_figure",
 ]
 
 REDUCE_MODES = ("mean", "max", "channel", "pca")
@@ -50,6 +51,22 @@ LOSSNET_LEVEL_NAMES = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 LOSS_COLUMNS = ("train_loss", "train_structure", "train_lossnet")
 VAL_COLUMNS = ("val_dice", "val_iou", "val_mae")
 LR_COLUMNS = ("lr_encoder", "lr_head")
+
+
+class Figure(matplotlib.figure.Figure):
+    """A matplotlib ``Figure`` that shows itself as a PNG in notebooks whatever the backend.
+
+    Figures made here are not registered with ``pyplot`` (no global state, nothing shown twice). Jupyter's inline
+    backend displays them anyway; under ``MPLBACKEND=Agg`` (as in ``make test`` and papermill runs) IPython would
+    print only ``<Figure size ...>`` for a figure at the end of a cell — ``_repr_png_`` makes it an image output.
+    """
+
+    def _repr_png_(self) -> bytes:
+        import io
+
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -366,7 +383,7 @@ class _EvalMode:
         self.module.train(self.was_training)
 
 
-def msu_scale_maps(model, features: Mapping[str, torch.Tensor], n: int, i: int) -> "dict[str, torch.Tensor]":
+def msu_scale_maps(model, features: Mapping[str, torch.Tensor], n: int, i: int) -> dict[str, torch.Tensor]:
     """The tensors shown by ``plot_msu_scales``: ``"up(A)"``, ``"B"``, ``"k=1"``, ``"k=3"`` … , ``"sum"`` and
     ``"output"`` (= ``MS_n^i``). Needs multi-scale subtraction units (``unit="msu"``)."""
     with _EvalMode(model), torch.no_grad():

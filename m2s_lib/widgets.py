@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from . import viz
 from .mmsm import NUM_LEVELS, ce_key, ms_key, unit_name
+from .viz import Figure
 
-__all__ = ["FeatureExplorer", "frontend_attached", "display_mode", "show_figure", "figure_png", "CMAPS"]
+__all__ = ["CMAPS", "FeatureExplorer", "display_mode", "figure_png", "frontend_attached", "show_figure"]
 
 CMAPS = ("viridis", "magma", "inferno", "cividis", "gray", "coolwarm", "jet")
 GRADCAM_OFF = "off"
@@ -112,7 +113,8 @@ class FeatureExplorer:
 
     ``controls`` maps names (``image, level, order, scale, mode, channel, cmap, gradcam``) to widgets;
     ``update()`` redraws ``figure`` (``draw_count`` counts redraws); ``display()`` shows the widgets, or the
-    static Fig. 8 grid without a front-end (see the module docstring). ``static_figure()`` builds that grid.
+    static Fig. 8 grid without a front-end (see the module docstring), kept in ``static``; ``static_figure()``
+    builds that grid; ``widget`` is the box of controls and picture.
     """
 
     def __init__(self, model, dataset, device: str | torch.device | None = None, gradcam: bool = True,
@@ -133,6 +135,7 @@ class FeatureExplorer:
         self._interactive = False
         self.draw_count = 0
         self.last_error: str | None = None
+        self.static: Figure | None = None
         self.figure = Figure(figsize=tuple(figsize), layout="constrained")
 
         style = {"description_width": "initial"}
@@ -199,7 +202,8 @@ class FeatureExplorer:
     def _unit(self, level: int, order: int):
         if order < 2:
             return None
-        return self.model.mmsm.units[unit_name(order, level)] if unit_name(order, level) in self.model.mmsm.units else None
+        units = self.model.mmsm.units
+        return units[unit_name(order, level)] if unit_name(order, level) in units else None  # noqa: SIM401 (ModuleDict has no .get)
 
     def _scale_options(self, level: int, order: int) -> list[str]:
         unit = self._unit(level, order)
@@ -300,7 +304,7 @@ class FeatureExplorer:
                 im = axes[2].imshow(cam, cmap="jet", alpha=0.5, vmin=0, vmax=1)
                 fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.03)
                 axes[2].set_title(f"Grad-CAM {viz.feature_title(layer)}", fontsize=10)
-            except Exception as err:  # keep the explorer alive; say what went wrong
+            except Exception as err:  # noqa: BLE001 - keep the explorer alive; say what went wrong
                 self.last_error = f"{type(err).__name__}: {err}"
                 axes[2].text(0.5, 0.5, self.last_error, ha="center", va="center", wrap=True, fontsize=8)
         else:
@@ -341,20 +345,19 @@ class FeatureExplorer:
             self._widget = W.VBox([*rows, self.message, self.view])
         return self._widget
 
-    def display(self, mode: str = "auto"):
+    def display(self, mode: str = "auto") -> None:
         """Show the explorer. ``mode="auto"`` picks ``"interactive"`` (the widgets) when a front-end is attached,
-        else ``"static"`` (the Fig. 8 grid as a PNG image output, see the module docstring). Returns the widget box
-        (interactive) or the static ``Figure``."""
+        else ``"static"``: the Fig. 8 grid of the selected image as a PNG image output (see the module docstring),
+        kept in ``static`` for saving. Returns nothing, so that a cell ending with it shows it once."""
         if display_mode(mode) == "static":
-            fig = self.static_figure()
-            show_figure(fig)
-            return fig
+            self.static = self.static_figure()
+            show_figure(self.static)
+            return
         from IPython.display import display
 
         self._interactive = True
         self.update()
         display(self.widget)
-        return self.widget
 
     def _ipython_display_(self):  # a bare `explorer` at the end of a cell behaves like explorer.display()
         self.display()

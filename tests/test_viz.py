@@ -121,6 +121,7 @@ def test_feature_pyramid_grid(features, batch, tmp_path):
     assert "$MS_{3}^{4}$" not in titles  # i + n > 6 does not exist
     assert_finite_images(fig)
     assert_png(fig, tmp_path / "nested" / "pyramid.png")
+    assert isinstance(fig, Figure) and fig._repr_png_().startswith(b"\x89PNG")  # an image in notebooks, any backend
 
 
 def test_feature_pyramid_options(features):
@@ -272,8 +273,8 @@ def test_on_synthetic_polyps(model, tmp_path):
         pytest.skip("m2s_lib.synthetic is not available")
     root = synthetic.generate("polyp", tmp_path / "polyp", n=1, seed=0, size=SIZE, n_test=1, progress=False,
                               workers=1)
-    image_path = sorted((root / "TrainDataset" / "images").iterdir())[0]
-    mask_path = sorted((root / "TrainDataset" / "masks").iterdir())[0]
+    image_path = min((root / "TrainDataset" / "images").iterdir())
+    mask_path = min((root / "TrainDataset" / "masks").iterdir())
     rgb = torch.from_numpy(np.asarray(Image.open(image_path).convert("RGB"), np.float32) / 255).permute(2, 0, 1)
     mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
     image = (rgb - mean) / std

@@ -91,7 +91,8 @@ def test_static_fallback_without_frontend(explorer, monkeypatch):
     monkeypatch.delenv("M2S_WIDGETS", raising=False)
     assert not widgets.frontend_attached()  # pytest: no IPython kernel
     assert widgets.display_mode() == "static"
-    fig = explorer.display()
+    assert explorer.display() is None
+    fig = explorer.static
     visible = [ax for ax in fig.axes if ax.get_visible() and ax.images]
     assert len(visible) == 15 + 5 + 2  # the Fig. 8 grid with image and mask
     assert "case" in fig.get_suptitle()
@@ -124,8 +125,8 @@ def test_interactive_display_renders_into_the_image_widget(explorer, monkeypatch
 
     shown = []
     monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
-    box = explorer.display(mode="interactive")
-    assert shown == [box]
+    explorer.display(mode="interactive")
+    assert shown == [explorer.widget]
     assert bytes(explorer.view.value).startswith(b"\x89PNG")
     first = bytes(explorer.view.value)
     explorer.controls["level"].value = 2
