@@ -89,10 +89,11 @@ class LossNet(nn.Module):
     def __init__(self, weights: str | os.PathLike | None = "imagenet", input_size: int | None = 224):
         super().__init__()
         from torchvision.models import VGG16_Weights, vgg16
+        from torchvision.models.vgg import cfgs, make_layers
 
         if weights == "imagenet":
             try:
-                vgg = vgg16(weights=VGG16_Weights.IMAGENET1K_V1)
+                features = vgg16(weights=VGG16_Weights.IMAGENET1K_V1).features
             except Exception as err:
                 raise RuntimeError(
                     f"could not get torchvision's ImageNet VGG-16 weights ({type(err).__name__}: {err}). Offline, copy "
@@ -100,12 +101,15 @@ class LossNet(nn.Module):
                     "or lossnet_weights=None (random frozen VGG, teaching only)."
                 ) from err
         else:
-            vgg = vgg16(weights=None)
+            features = make_layers(cfgs["D"])  # VGG-16's convolutional part only: the classifier is never used
             if weights is not None:
                 from .backbones import load_state_dict_file
 
-                vgg.load_state_dict(load_state_dict_file(weights), strict=True)
-        self.blocks = nn.ModuleList(vgg.features[a:b] for a, b in self.SLICES)
+                state = load_state_dict_file(weights)
+                prefix = "features." if any(k.startswith("features.") for k in state) else ""
+                own = {k: v for k, v in state.items() if k.startswith(prefix) and not k.startswith("classifier.")}
+                features.load_state_dict({k[len(prefix):]: v for k, v in own.items()}, strict=True)
+        self.blocks = nn.ModuleList(features[a:b] for a, b in self.SLICES)
         self.blocks.requires_grad_(False)
         self.blocks.eval()
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)

@@ -105,3 +105,14 @@ def test_m2snet_loss_weighting_and_skipping():
     plain = M2SNetLoss(lossnet_weight=0)
     assert plain.lossnet is None
     assert_close(plain(logits, masks)["loss"], structure_loss(logits, masks))
+
+
+def test_lossnet_weights_from_a_torchvision_vgg16_file(tmp_path):
+    from torchvision.models.vgg import cfgs, make_layers
+
+    features = make_layers(cfgs["D"])
+    state = {f"features.{k}": v for k, v in features.state_dict().items()}
+    state["classifier.0.weight"] = torch.zeros(2, 2)  # a full VGG-16 file also holds the (unused) classifier
+    torch.save(state, tmp_path / "vgg16.pth")
+    lossnet = LossNet(weights=tmp_path / "vgg16.pth")
+    assert torch.equal(lossnet.blocks[3][0].weight, features[17].weight)  # conv4_1 = features[17]
