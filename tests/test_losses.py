@@ -115,4 +115,4 @@ def test_lossnet_weights_from_a_torchvision_vgg16_file(tmp_path):
     state["classifier.0.weight"] = torch.zeros(2, 2)  # a full VGG-16 file also holds the (unused) classifier
     torch.save(state, tmp_path / "vgg16.pth")
     lossnet = LossNet(weights=tmp_path / "vgg16.pth")
-    assert torch.equal(lossnet.blocks[3][0].weight, features[17].weight)  # conv4_1 = features[17]
+    assert torch.equal(lossnet.blocks[3][1].weight, features[17].weight)  # conv4_1 = features[17], after a pool
