@@ -522,10 +522,17 @@ class Trainer:
         """Print a line (rank 0 only)."""
         self._main_log(msg)
 
-    def _steps_per_epoch(self) -> int:
+    def _per_process_images(self) -> int:
         n = len(self.train_set)
-        per_process = math.ceil(n / self.world_size) if self.world_size > 1 else n
-        steps = math.ceil(per_process / self.batch_per_process)
+        return math.ceil(n / self.world_size) if self.world_size > 1 else n
+
+    def _drop_last(self) -> bool:
+        """Drop a trailing batch of one image (BatchNorm cannot train on a single value per channel)."""
+        return self.batch_per_process > 1 and self._per_process_images() % self.batch_per_process == 1
+
+    def _steps_per_epoch(self) -> int:
+        per_process = self._per_process_images()
+        steps = per_process // self.batch_per_process if self._drop_last() else math.ceil(per_process / self.batch_per_process)
         cap = self.config.run.max_steps_per_epoch
         return min(steps, cap) if cap > 0 else steps
 
@@ -561,7 +568,7 @@ class Trainer:
         return DataLoader(
             self.train_set, batch_size=self.batch_per_process, sampler=sampler, collate_fn=collate,
             num_workers=workers, pin_memory=self.device.type == "cuda", generator=gen,
-            persistent_workers=False, drop_last=False,
+            persistent_workers=False, drop_last=self._drop_last(),
         )  # fmt: skip
 
     def val_loader(self):
