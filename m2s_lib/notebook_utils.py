@@ -35,6 +35,7 @@ __all__ = [
     "seed_everything",
     "show_figure",
     "thin_structure_mask",
+    "thin_structure_parts",
     "toy_polyp",
 ]
 
@@ -145,23 +146,34 @@ def print_environment(device: torch.device | str | None = None) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # Figures and tables: shown inline, and saved when the notebook has a run folder
 # ---------------------------------------------------------------------------------------------------------------
-def show_figure(fig) -> None:
-    """Display a matplotlib figure as a PNG whatever the backend (``Agg`` headless included), then close it.
-
-    Closing keeps the inline backend from drawing it a second time and frees memory in long notebooks.
-    """
-    import matplotlib.pyplot as plt
-
+def _png_bytes(fig, dpi: int) -> bytes:
     buffer = BytesIO()
-    fig.savefig(buffer, format="png", dpi=fig.dpi, bbox_inches="tight")
-    plt.close(fig)
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _display_png(png: bytes) -> None:
     try:
         from IPython import get_ipython
         from IPython.display import Image, display
     except ImportError:  # plain Python without IPython: nothing to draw on
         return
     if get_ipython() is not None:
-        display(Image(data=buffer.getvalue(), format="png"))
+        display(Image(data=png, format="png"))
+
+
+def show_figure(fig, dpi: int = 110) -> bytes:
+    """Display a matplotlib figure as a PNG whatever the backend (``Agg`` headless included), then close it.
+
+    Closing keeps the inline backend from drawing it a second time and frees memory in long notebooks. Returns the
+    PNG bytes.
+    """
+    import matplotlib.pyplot as plt
+
+    png = _png_bytes(fig, dpi)
+    plt.close(fig)
+    _display_png(png)
+    return png
 
 
 class NotebookOutputs:
@@ -191,15 +203,15 @@ class NotebookOutputs:
         )
         (self.folder / "outputs.json").write_text(json.dumps(self._index, indent=2) + "\n")
 
-    def figure(self, fig, name: str, caption: str | None = None) -> None:
-        """Save ``fig`` as ``<name>.png`` (when saving), show it, close it."""
+    def figure(self, fig, name: str, caption: str | None = None, dpi: int = 110) -> None:
+        """Show ``fig`` (and save it as ``<name>.png`` when saving), then close it. Rendered once for both."""
+        png = show_figure(fig, dpi)
         if self.folder is not None:
-            from .viz import save_figure
-
-            # atomic write: a report never picks up half a PNG
-            path = save_figure(fig, self.folder / f"{name}.png", dpi=150)
+            path = self.folder / f"{name}.png"
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_bytes(png)
+            os.replace(tmp, path)  # atomic: a report never picks up half a PNG
             self._record("figure", name, [path], caption)
-        show_figure(fig)
 
     def table(self, df, name: str, caption: str | None = None, floatfmt: str = ".4g"):
         """Save a pandas DataFrame as ``<name>.csv`` and ``<name>.md`` (when saving); return it for display."""
@@ -298,19 +310,28 @@ def toy_polyp(size: int = 352, seed: int = 0) -> tuple[torch.Tensor, torch.Tenso
     return image, mask[None]
 
 
-def thin_structure_mask(size: int = 352, seed: int = 0, width: float = 1.5) -> torch.Tensor:
-    """A 1×H×W binary mask of one blob plus a few thin curved strands (vessel-like) about ``width`` pixels wide.
-
-    Thin structures are almost all boundary: the masks where boundary-weighted losses differ most from plain ones.
-    """
+def thin_structure_parts(size: int = 352, seed: int = 0, width: float = 1.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two parts of :func:`thin_structure_mask`, each 1×H×W in {0, 1}: the blob, and the thin strands."""
     g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij"
+    )
     c = size / 2
-    mask = (((yy - c) / (0.18 * size)) ** 2 + ((xx - c) / (0.22 * size)) ** 2 < 1).float()
+    blob = (((yy - c) / (0.18 * size)) ** 2 + ((xx - c) / (0.22 * size)) ** 2 < 1).float()
+    strands = torch.zeros(size, size)
     for _ in range(5):
         a, b, phase = torch.rand(3, generator=g)
         freq = 2 + 4 * a
         offset = (0.15 + 0.7 * b) * size
         curve = offset + 0.08 * size * torch.sin(freq * xx / size * 3.1416 + 6.28 * phase)
-        mask = torch.maximum(mask, (torch.abs(yy - curve) < width / 2 + 0.5).float())
-    return mask[None]
+        strands = torch.maximum(strands, (torch.abs(yy - curve) < width / 2 + 0.5).float())
+    return blob[None], strands[None]
+
+
+def thin_structure_mask(size: int = 352, seed: int = 0, width: float = 1.5) -> torch.Tensor:
+    """A 1×H×W binary mask of one blob plus a few thin curved strands (vessel-like) about ``width`` pixels wide.
+
+    Thin structures are almost all boundary: the masks where boundary-weighted losses differ most from plain ones.
+    """
+    blob, strands = thin_structure_parts(size, seed, width)
+    return torch.maximum(blob, strands)
