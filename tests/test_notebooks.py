@@ -72,8 +72,8 @@ def test_notebooks_are_discovered():
 
 
 def test_overrides_name_existing_notebooks():
-    problems = [p for p in nbcheck.overrides_problems(_overrides(), NOTEBOOK_DIR) if "which is not a notebook" in p]
-    problems += [p for p in nbcheck.overrides_problems(_overrides(), NOTEBOOK_DIR) if "must be a mapping" in p]
+    problems = nbcheck.overrides_problems(_overrides(), NOTEBOOK_DIR)
+    problems = [p for p in problems if "which is not a notebook" in p or "must be a mapping" in p]
     assert not problems, "\n".join(problems)
 
 
