@@ -368,7 +368,8 @@ def predict_files(
     """Segment image files or folders: ``out/masks/<stem>.png`` (0/255 at ``threshold``, or label values),
     ``out/probs/<stem>.png`` (8-bit probability, one class) and ``out/overlays/<stem>.png``.
 
-    Returns one row per image (``name``, ``height``, ``width``, ``foreground`` fraction, file paths).
+    Returns one row per image (``name``, ``height``, ``width``, ``foreground`` fraction, file paths). Inputs that
+    share a file name get ``-2``, ``-3``… suffixes instead of overwriting each other.
     """
     from tqdm.auto import tqdm
 
@@ -379,13 +380,17 @@ def predict_files(
     for sub in ("masks", "overlays") + (("probs",) if getattr(model, "classes", 1) == 1 else ()):
         (out / sub).mkdir(parents=True, exist_ok=True)
     model.eval()
-    rows = []
+    rows, used = [], set()
     for path in tqdm(files, desc="predict", unit="img", disable=not progress, mininterval=5.0):
         image = load_image(path)
         h, w = image.shape[:2]
         resized = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
         prob = predict_batch(model, _to_tensor(resized)[None], [(h, w)])[0]
-        stem = path.stem
+        stem, k = path.stem, 1
+        while stem in used:  # two inputs with one file name (from different folders) keep both outputs
+            k += 1
+            stem = f"{path.stem}-{k}"
+        used.add(stem)
         if prob.ndim == 2:
             mask = prob >= threshold
             Image.fromarray(to_uint8(prob)).save(out / "probs" / f"{stem}.png")
