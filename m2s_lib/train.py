@@ -698,7 +698,7 @@ class Trainer:
             )
 
     def train_one_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass over the training set; returns mean losses, images/s and the epoch's first-step lrs."""
+        """One pass over the training set; returns mean losses, images/s and the mean lr of each group."""
         from tqdm.auto import tqdm
 
         self.ddp_model.train()
@@ -706,16 +706,19 @@ class Trainer:
         cfg = self.config
         sums = torch.zeros(3, dtype=torch.float64)
         seen = 0
-        lr_enc, lr_head = self.lrs
+        lr_sums = [0.0, 0.0]
         bar = tqdm(
             total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", unit="batch",
             mininterval=cfg.run.progress_interval, disable=not (cfg.run.progress and self.is_main),
             leave=False, dynamic_ncols=True, file=sys.stderr,
         )  # fmt: skip
         start = time.perf_counter()
+        done = 0
         for step, batch in enumerate(loader):
             if step >= self.steps_per_epoch:
                 break
+            lr_sums[0] += self.lrs[0]
+            lr_sums[1] += self.lrs[1]
             parts, n = self._forward_loss(batch)
             loss = parts["loss"]
             self._check_finite(loss, epoch, step, batch)
@@ -729,6 +732,7 @@ class Trainer:
             if cfg.optim.schedule_unit == "step":
                 self.scheduler.step()
             self.global_step += 1
+            done += 1
             values = torch.stack([parts["loss"].detach(), parts["structure"].detach(), parts["lossnet"].detach()])
             sums += values.double().cpu() * n
             seen += n
@@ -749,8 +753,9 @@ class Trainer:
             dist.all_reduce(totals)
             totals = totals.cpu()
         count = max(totals[3].item(), 1.0)
+        steps = max(1, done)
         return {
-            "lr_encoder": lr_enc, "lr_head": lr_head,
+            "lr_encoder": lr_sums[0] / steps, "lr_head": lr_sums[1] / steps,
             "train_loss": totals[0].item() / count, "train_structure": totals[1].item() / count,
             "train_lossnet": totals[2].item() / count,
             "images": int(totals[3].item()), "train_time_s": train_time,
