@@ -134,6 +134,20 @@ def _field(rng: np.random.Generator, shape, f_hi: float, f_lo: float = 0.0, anis
     return out
 
 
+@lru_cache(maxsize=16)
+def _gaussian_lut(sigma: float) -> np.ndarray:
+    from scipy.special import ndtri
+
+    return np.round(ndtri((np.arange(256) + 0.5) / 256.0) * sigma).astype(np.int16)
+
+
+def _gaussian_bytes(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
+    """Integer Gaussian noise (std ``sigma``) from random bytes through a 256-level inverse-CDF table: 3-4x cheaper
+    than ``standard_normal`` for sensor noise on whole images."""
+    idx = np.frombuffer(rng.bytes(int(np.prod(shape))), dtype=np.uint8).reshape(shape)
+    return _gaussian_lut(float(sigma))[idx]
+
+
 def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
     t = np.clip((x - np.float32(e0)) * np.float32(1.0 / (e1 - e0)), 0.0, 1.0)
     return t * t * (np.float32(3.0) - np.float32(2.0) * t)
@@ -293,7 +307,7 @@ def polyp_sample(rng: np.random.Generator, width: int, style: PolypStyle = Polyp
         shape_args = (cx, cy, radius, rng.uniform(0.65, 1.0), rng.uniform(0, math.pi),
                       [rng.uniform(0, 0.12), rng.uniform(0, 0.08), rng.uniform(0, 0.05)],
                       rng.uniform(0, 2 * math.pi, size=3))
-        tall = f32(rng.uniform(0.25, 0.8) * radius)  # flat (sessile) to tall
+        tall = f32(rng.uniform(0.35, 0.9) * radius)  # flat (sessile) to tall
         expo = f32(rng.uniform(0.6, 1.3))  # shapes the flanks of the dome
         full_box = _bbox(H, W, cx, cy, radius)
         if full_box is not None:
@@ -335,15 +349,15 @@ def polyp_sample(rng: np.random.Generator, width: int, style: PolypStyle = Polyp
     vessels = np.exp(-((vessel_field * f32(1 / 0.12)) ** 2)) * _smoothstep(-0.3, 0.6, _field(rng, shape, 4.0))
     vessels *= f32(rng.uniform(0.15, 0.4))
     c = style.contrast
-    pol_lum = f32(rng.uniform(-0.05, 0.05) * c)  # a few per cent lighter *or* darker
-    pol_hue = (rng.uniform(-0.05, 0.05, size=3) * c).astype(f32)
-    pol_gran = f32(rng.uniform(0.02, 0.06) * c)
+    pol_lum = f32(rng.choice((-1.0, 1.0)) * rng.uniform(0.03, 0.1) * c)  # some per cent lighter *or* darker
+    pol_hue = (rng.uniform(-0.07, 0.07, size=3) * c).astype(f32)
+    pol_gran = f32(rng.uniform(0.04, 0.1) * c)
     a = polyp_alpha
     if n_polyps:
         granular = _field(rng, shape, 60.0 * ts, 20.0 * ts)
         lum = f32(1.0) + mottle * (f32(1.0) - f32(0.5) * a) + a * (pol_lum + pol_gran * granular)
-        vess = vessels * (f32(1.0) - f32(rng.uniform(0.3, 0.8)) * a)
-        lum *= f32(1.0) - f32(rng.uniform(0.03, 0.12) * c) * np.minimum(rim, 1.0)  # faint shadow at the base
+        vess = vessels * (f32(1.0) - f32(min(1.0, rng.uniform(0.5, 0.9) * c)) * a)
+        lum *= f32(1.0) - f32(rng.uniform(0.06, 0.18) * c) * np.minimum(rim, 1.0)  # shadow at the base
     else:
         lum = f32(1.0) + mottle
         vess = vessels
@@ -372,7 +386,7 @@ def polyp_sample(rng: np.random.Generator, width: int, style: PolypStyle = Polyp
     pil = Image.fromarray((img * 255.0 + 0.5).astype(np.uint8))
     if r != 1:
         pil = pil.resize((W, H), Image.BILINEAR)
-    out = np.asarray(pil, dtype=np.int16) + (rng.standard_normal((H, W, 3), dtype=f32) * f32(style.noise * 255))
+    out = np.asarray(pil, dtype=np.int16) + _gaussian_bytes(rng, (H, W, 3), style.noise * 255)
     out = np.clip(out, 0, 255).astype(np.uint8)
     if rng.random() < style.frame:
         inside_frame = _octagon_frame(*_grid(H, W), H, W, rng)
