@@ -16,7 +16,13 @@ from pathlib import Path
 
 import torch
 
-from m2s_lib.data import MultiScaleCollate, SegmentationFolder, collate, find_test_sets, train_sizes_for
+from m2s_lib.data import (
+    MultiScaleCollate,
+    SegmentationFolder,
+    collate,
+    find_test_sets,
+    train_sizes_for,
+)
 from m2s_lib.losses import structure_loss
 from m2s_lib.model import build_model
 from m2s_lib.synthetic import ensure_synthetic

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-__all__ = ["register", "run_synth", "run_download", "run_verify", "run_list"]
+__all__ = ["register", "run_download", "run_list", "run_synth", "run_verify"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,9 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from .synthetic import MANIFEST, ensure_synthetic
-
     from pathlib import Path
+
+    from .synthetic import MANIFEST, ensure_synthetic
 
     t0 = time.perf_counter()
     existed = (Path(args.out) / MANIFEST).is_file()

@@ -35,28 +35,31 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from .constants import IMAGENET_MEAN, IMAGENET_STD, TEST_SIZE, TRAIN_SIZES
-from .synthetic import GOALS_CLASS_NAMES, GOALS_CLASS_VALUES  # GOALS label values (index = class id)
+from .synthetic import (  # GOALS label values (index = class id)
+    GOALS_CLASS_NAMES,
+    GOALS_CLASS_VALUES,
+)
 
 __all__ = [
-    "DatasetError",
-    "IMAGE_EXTENSIONS",
-    "GOALS_CLASS_VALUES",
     "GOALS_CLASS_NAMES",
-    "SegmentationFolder",
+    "GOALS_CLASS_VALUES",
+    "IMAGE_EXTENSIONS",
+    "DatasetError",
     "MultiScaleCollate",
+    "SegmentationFolder",
+    "busi_folds",
     "collate",
-    "train_sizes_for",
-    "find_test_sets",
-    "resolve_train_root",
+    "default_clip_of",
+    "download_command",
     "find_pair_dirs",
-    "pair_files",
+    "find_test_sets",
     "load_image",
     "load_mask",
-    "busi_folds",
-    "video_clip_split",
-    "default_clip_of",
+    "pair_files",
+    "resolve_train_root",
     "synth_command",
-    "download_command",
+    "train_sizes_for",
+    "video_clip_split",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -440,10 +443,10 @@ def train_sizes_for(size: int) -> tuple[int, ...]:
         raise ValueError(f"size must be positive (got {size})")
     ratios = [s / TRAIN_SIZES[-1] for s in TRAIN_SIZES[:-1]]
     for step in (32, 16, 8, 4, 2, 1):
-        sizes = [max(step, int(math.floor(size * r / step + 0.5)) * step) for r in ratios] + [size]
+        sizes = [max(step, math.floor(size * r / step + 0.5) * step) for r in ratios] + [size]
         if len(set(sizes)) == len(sizes) and sizes == sorted(sizes):
             return tuple(sizes)
-    return tuple(sorted(set(max(1, round(size * r)) for r in ratios) | {size}))
+    return tuple(sorted({max(1, round(size * r)) for r in ratios} | {size}))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -568,8 +571,8 @@ def video_clip_split(names: Sequence[str], ratios: Sequence[float] = (0.6, 0.2, 
     rng = np.random.default_rng(seed)
     keys = [keys[i] for i in rng.permutation(len(keys))]
     n = len(keys)
-    n_train = int(math.floor(n * ratios[0] / total + 0.5))
-    n_val = int(math.floor(n * ratios[1] / total + 0.5))
+    n_train = math.floor(n * ratios[0] / total + 0.5)
+    n_val = math.floor(n * ratios[1] / total + 0.5)
     if n >= 3:
         n_train = min(max(n_train, 1 if ratios[0] > 0 else 0), n - 2)
         n_val = min(max(n_val, 1 if ratios[1] > 0 else 0), n - n_train - (1 if ratios[2] > 0 else 0))

@@ -47,25 +47,25 @@ import numpy as np
 from PIL import Image
 
 __all__ = [
-    "DownloadError",
-    "CountMismatchWarning",
-    "Part",
-    "Dataset",
+    "CHECKSUMS_PATH",
     "DATASETS",
     "PARTS",
-    "CHECKSUMS_PATH",
-    "drive_url",
-    "resolve",
+    "CountMismatchWarning",
+    "Dataset",
+    "DownloadError",
+    "Part",
+    "convert_goals",
     "download",
     "download_part",
-    "verify",
-    "gdown_download",
+    "drive_url",
     "file_digest",
-    "load_checksums",
-    "record_checksum",
-    "normalise",
-    "convert_goals",
+    "gdown_download",
     "list_datasets",
+    "load_checksums",
+    "normalise",
+    "record_checksum",
+    "resolve",
+    "verify",
 ]
 
 # data_scripts/checksums.json next to the package in a source checkout (None when installed without it).
@@ -318,9 +318,9 @@ def _manual_route(part: Part, root: Path) -> str:
 def _sniff(path: Path) -> str:
     with open(path, "rb") as fh:
         head = fh.read(8)
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
-    if head.startswith(b"\x1f\x8b") or head.startswith(b"BZh") or head.startswith(b"\xfd7zXZ"):
+    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ")):
         return "tar"
     if head.startswith(b"Rar!"):
         return "rar"
@@ -748,9 +748,8 @@ def download_part(part: Part, root, force: bool = False, source=None, progress: 
         "counts": {k: v[0] for k, v in counts.items()}, "warnings": warns,
     }
     _write_state(root, state)
-    if sha is not None and source is None and good:
-        if record_checksum(part.name, size, sha, checksums):
-            log(f"{part.name}: recorded size and sha256 in {checksums or CHECKSUMS_PATH}")
+    if sha is not None and source is None and good and record_checksum(part.name, size, sha, checksums):
+        log(f"{part.name}: recorded size and sha256 in {checksums or CHECKSUMS_PATH}")
     log(f"{part.name}: installed in {root} ({', '.join(f'{k} {v[0]}' for k, v in counts.items())})")
     return {"part": part.name, "status": "installed", "counts": counts, "warnings": warns, "notes": notes}
 

@@ -78,7 +78,7 @@ def messy(tmp_path) -> tuple[Path, dict[str, np.ndarray]]:
             Image.fromarray(rgb).convert("P").save(img_dir / "e.png")
             Image.fromarray(m.astype(np.uint8) * 255).save(mask_dir / "e.TIF")
         elif stem == "f":  # 16-bit grayscale image; RGB mask with a coloured (red) foreground
-            Image.fromarray((rgb[..., 1].astype(np.uint16) * 257)).save(img_dir / "f.png")
+            Image.fromarray(rgb[..., 1].astype(np.uint16) * 257).save(img_dir / "f.png")
             red = np.zeros((h, w, 3), np.uint8)
             red[m] = (200, 0, 0)
             Image.fromarray(red).save(mask_dir / "f.png")

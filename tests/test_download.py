@@ -11,7 +11,12 @@ import pytest
 from PIL import Image
 
 from m2s_lib import download as D
-from m2s_lib.data import GOALS_CLASS_VALUES, SegmentationFolder, busi_folds, find_test_sets
+from m2s_lib.data import (
+    GOALS_CLASS_VALUES,
+    SegmentationFolder,
+    busi_folds,
+    find_test_sets,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

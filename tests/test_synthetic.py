@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from m2s_lib import synthetic as S
-from m2s_lib.data import GOALS_CLASS_VALUES, SegmentationFolder, busi_folds, find_test_sets, resolve_train_root
+from m2s_lib.data import (
+    GOALS_CLASS_VALUES,
+    SegmentationFolder,
+    busi_folds,
+    find_test_sets,
+    resolve_train_root,
+)
 
 
 def _digest(root: Path) -> dict[str, str]:
