@@ -94,9 +94,13 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from .download import download
+    import warnings
 
-    reports = download(args.name, args.root, force=args.force, source=args.source, progress=not args.quiet)
+    from .download import CountMismatchWarning, download
+
+    with warnings.catch_warnings():  # count mismatches are printed by download() itself
+        warnings.simplefilter("ignore", CountMismatchWarning)
+        reports = download(args.name, args.root, force=args.force, source=args.source, progress=not args.quiet)
     return 0 if reports else 1
 
 

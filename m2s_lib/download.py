@@ -54,6 +54,7 @@ __all__ = [
     "Dataset",
     "DownloadError",
     "Part",
+    "check_online",
     "convert_goals",
     "download",
     "download_part",
@@ -286,6 +287,18 @@ def gdown_download(gdrive_id: str, output: Path, quiet: bool = False) -> Path:
     if result is None or not Path(output).is_file():
         raise DownloadError(f"gdown returned no file for Drive id {gdrive_id}")
     return Path(output)
+
+
+def check_online(host: str = "drive.google.com", timeout: float = 5.0) -> None:
+    """Raise ConnectionError at once when ``host`` cannot be resolved or reached (instead of gdown's retries).
+    Skipped behind a proxy (``HTTPS_PROXY`` / ``ALL_PROXY``), where only gdown's own request can tell."""
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            pass
+    except OSError as err:
+        raise ConnectionError(f"cannot reach {host}: {err}") from err
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:
@@ -661,6 +674,8 @@ def download_part(part: Part, root, force: bool = False, source=None, progress: 
         warns = _check_counts(part, counts)
         log(f"{part.name}: already in {root} ({', '.join(f'{k} {v[0]}' for k, v in counts.items())}); nothing to "
             "do (use --force to download and unpack it again)")
+        for w in warns:
+            log(f"warning: {w}")
         return {"part": part.name, "status": "present", "counts": counts, "warnings": warns, "notes": []}
 
     root.mkdir(parents=True, exist_ok=True)
@@ -689,6 +704,8 @@ def download_part(part: Part, root, force: bool = False, source=None, progress: 
         else:
             log(f"{part.name}: downloading {drive_url(part.gdrive_id)} -> {archive}")
             try:
+                if downloader is gdown_download:
+                    check_online()
                 downloader(part.gdrive_id, archive)
             except _network_errors() as err:
                 reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__

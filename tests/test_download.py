@@ -187,6 +187,7 @@ def test_resume_continues_a_partial_file(tmp_path, checksums, monkeypatch):
         return str(out)
 
     monkeypatch.setattr(gdown, "download", fake_gdown)
+    monkeypatch.setattr(D, "check_online", lambda *a, **k: None)  # pretend to be online
     root = tmp_path / "data"
     with pytest.raises(D.DownloadError, match="Could not download tiny-train"):
         D.download_part(TINY_TRAIN, root, checksums=checksums, progress=False, log=lambda s: None)
@@ -205,6 +206,7 @@ def test_offline_message_is_one_sentence_with_the_manual_route(tmp_path, monkeyp
         raise requests.exceptions.ConnectionError("Failed to resolve 'drive.google.com'")
 
     monkeypatch.setattr(gdown, "download", offline)
+    monkeypatch.setattr(D, "check_online", lambda *a, **k: None)  # gdown itself meets the dead network
     root = tmp_path / "data"
     with pytest.raises(D.DownloadError) as err:
         D.download("polyp", root, progress=False, log=lambda s: None)
@@ -300,3 +302,18 @@ def test_verify_reports(tmp_path):
     next((synth / "TrainDataset" / "masks").iterdir()).unlink()
     broken = D.verify("polyp", synth, log=lambda s: None)
     assert not broken["ok"] and any("manifest says 2" in p for p in broken["problems"])
+
+
+def test_offline_check_fails_fast_without_calling_gdown(tmp_path, monkeypatch):
+    import gdown
+
+    calls = []
+    monkeypatch.setattr(gdown, "download", lambda **kw: calls.append(kw))
+
+    def dead(*a, **k):
+        raise ConnectionError("cannot reach drive.google.com: [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(D, "check_online", dead)
+    with pytest.raises(D.DownloadError, match=r"^Could not download covid-train .*cannot reach drive\.google\.com"):
+        D.download("covid", tmp_path / "c", progress=False, log=lambda s: None)
+    assert calls == []
