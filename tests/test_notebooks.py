@@ -149,8 +149,11 @@ def test_kernel_uses_this_interpreter(tmp_path: Path, monkeypatch: pytest.Monkey
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=IDS)
 def test_notebook_executes(notebook: Path, monkeypatch: pytest.MonkeyPatch, record_property):
     papermill = _papermill()
+    overrides = _overrides()
+    if notebook.name not in overrides:  # never run a notebook at full size by accident (it can take hours)
+        pytest.fail(f"{notebook.name} has no entry in {OVERRIDES_FILE.name}; not executing it at full size", pytrace=False)
     _kernel_env(monkeypatch)
-    parameters = dict(_overrides().get(notebook.name, {}))
+    parameters = dict(overrides[notebook.name])
     if "run_dir" in nbcheck.parameter_names(notebook):
         parameters.setdefault("run_dir", str(OUTPUT_DIR))
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
