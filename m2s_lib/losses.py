@@ -150,7 +150,7 @@ class LossNet(nn.Module):
 class M2SNetLoss(nn.Module):
     """Eq. 4: ``structure_loss + lossnet_weight · LossNet`` on logits and masks (0.1 as in the authors' script).
 
-    ``lossnet_weight=0`` skips LossNet entirely (no VGG is built).
+    ``lossnet_weight=0`` skips LossNet entirely (no VGG is built); ``lossnet`` passes an existing ``LossNet``.
     """
 
     def __init__(
@@ -159,11 +159,14 @@ class M2SNetLoss(nn.Module):
         lossnet_weights: str | os.PathLike | None = "imagenet",
         lossnet_input_size: int | None = 224,
         reproduce_authors_bce_slip: bool = False,
+        lossnet: LossNet | None = None,
     ):
         super().__init__()
         self.lossnet_weight = float(lossnet_weight)
         self.reproduce_authors_bce_slip = reproduce_authors_bce_slip
-        self.lossnet = LossNet(lossnet_weights, lossnet_input_size) if self.lossnet_weight > 0 else None
+        if self.lossnet_weight > 0 and lossnet is None:
+            lossnet = LossNet(lossnet_weights, lossnet_input_size)
+        self.lossnet = lossnet if self.lossnet_weight > 0 else None
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Returns ``{"loss", "structure", "lossnet"}`` (``loss`` is the one to back-propagate)."""

@@ -102,6 +102,8 @@ def test_m2snet_loss_weighting_and_skipping():
     parts = M2SNetLoss(lossnet_weight=0.1, lossnet_weights=None, lossnet_input_size=64)(logits, masks)
     assert_close(parts["loss"], parts["structure"] + 0.1 * parts["lossnet"])
     assert parts["lossnet"] > 0
+    shared = M2SNetLoss(lossnet_weight=1.0, lossnet=LossNet(weights=None, input_size=64))
+    assert_close(shared(logits, masks)["loss"], shared.lossnet(torch.sigmoid(logits), masks) + parts["structure"])
     plain = M2SNetLoss(lossnet_weight=0)
     assert plain.lossnet is None
     assert_close(plain(logits, masks)["loss"], structure_loss(logits, masks))
