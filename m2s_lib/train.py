@@ -151,8 +151,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.SGD:
-    """SGD with group 0 = the encoder (``encoder_lr``) and group 1 = everything else (``lr``)."""
+def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    """SGD (or AdamW) with group 0 = the encoder (``encoder_lr``) and group 1 = everything else (``lr``)."""
     model = model.module if isinstance(model, DistributedDataParallel) else model
     encoder = getattr(model, "encoder", None)
     enc_ids = {id(p) for p in encoder.parameters()} if encoder is not None else set()
@@ -163,6 +163,8 @@ def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.SGD:
         {"params": enc, "lr": o.encoder_lr, "name": "encoder"},
         {"params": head, "lr": o.lr, "name": "head"},
     ]
+    if o.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
     return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
                            nesterov=o.nesterov and o.momentum > 0)  # fmt: skip
 
@@ -646,6 +648,7 @@ class Trainer:
         self.last_good_checkpoint = self.out / "last.pt"
         if self.is_main:
             self._write_metrics_csv(rewrite=True)
+            self.config.to_yaml(self.out / "config.yaml")  # the settings the run continues with
             self._log(f"resumed {self.out / 'last.pt'}: {self.epoch} of {self.config.optim.epochs} epochs done, "
                       f"step {self.global_step}")  # fmt: skip
 
