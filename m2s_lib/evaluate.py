@@ -85,7 +85,10 @@ def load_model(
     path = Path(checkpoint).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
+    except Exception as err:
+        raise CheckpointMismatchError(f"could not read {str(path)!r} as a checkpoint: {err}") from err
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         expect = None
         if model is not None:

@@ -136,15 +136,20 @@ def distributed_info() -> tuple[int, int, int]:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every global RNG state, in types that ``torch.load(weights_only=True)`` accepts (no pickled numpy)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}  # fmt: skip
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    random.setstate(tuple(x if not isinstance(x, list) else tuple(x) for x in state["python"]))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         with contextlib.suppress(Exception):  # a different number of GPUs: keep what is there
@@ -292,7 +297,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)  # tensors and plain types only
     except Exception as err:
         raise CheckpointMismatchError(f"could not read checkpoint {str(path)!r}: {err}") from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
@@ -459,9 +464,6 @@ class Trainer:
         self.config = cfg
 
         # -- determinism --------------------------------------------------------------------------------------
-        self._det_before = torch.are_deterministic_algorithms_enabled()
-        if cfg.run.deterministic and self.device.type == "cpu":
-            torch.use_deterministic_algorithms(True)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = not cfg.run.deterministic
         seed_everything(cfg.run.seed)
@@ -615,7 +617,7 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "history": list(self.history),
             "world_size": self.world_size,
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
         }
 
     def save_checkpoint(self, path: str | os.PathLike) -> Path:
@@ -839,6 +841,9 @@ class Trainer:
                 + (f" -> {self.out}" if self.out else "")
             )
         self._callbacks("on_train_begin")
+        det_before = torch.are_deterministic_algorithms_enabled()
+        if cfg.run.deterministic and self.device.type == "cpu":
+            torch.use_deterministic_algorithms(True)  # restored when fit() returns
         try:
             while self.epoch < end and not self.stop_training:
                 epoch = self.epoch
@@ -880,7 +885,7 @@ class Trainer:
                     dist.broadcast(flag.to(self.device) if self.device.type == "cuda" else flag, 0)
                     self.stop_training = bool(flag.item())
         finally:
-            torch.use_deterministic_algorithms(self._det_before)
+            torch.use_deterministic_algorithms(det_before)
         self._callbacks("on_train_end")
         return pd.DataFrame(self.history, columns=list(METRICS_COLUMNS))
 
