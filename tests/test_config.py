@@ -55,7 +55,7 @@ def test_unknown_key_suggests_the_closest(key, suggestion):
 @pytest.mark.parametrize(
     "item,match",
     [("optim.epochs=abc", "not a valid int"), ("optim.epochs=2.5", "not a valid int"),
-     ("run.amp=maybe", "not a valid bool"), ("model.name=unet", "not one of"), ("data.size=100", "multiple of 32"),
+     ("run.amp=maybe", "not a valid bool"), ("model.name=unet", "not one of"), ("data.size=100", "multiple of 8"),
      ("optim.lr", "key=value"), ("data.val_fraction=1.5", r"\[0, 1\)"), ("model.classes=0", "≥ 1")],
 )  # fmt: skip
 def test_bad_values_are_explained(item, match):
