@@ -84,6 +84,13 @@ def test_scheduler_follows_the_formula_and_keeps_encoder_at_a_tenth(unit):
     assert opt.defaults["momentum"] == 0.9 and opt.defaults["weight_decay"] == 5e-4
 
 
+def test_adamw_keeps_the_two_groups():
+    cfg = get_profile("tiny").override({"optim.optimizer": "adamw", "optim.lr": 1e-3, "optim.encoder_lr_ratio": 0.1})
+    opt = build_optimizer(_Net(), cfg)
+    assert isinstance(opt, torch.optim.AdamW)
+    assert [g["lr"] for g in opt.param_groups] == [pytest.approx(1e-4), 1e-3]
+
+
 def test_trainer_lr_per_step_within_an_epoch(polyp_root, tmp_path):
     """The lr seen by every optimiser step of a real run, for both groups."""
     seen = []
