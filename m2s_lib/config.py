@@ -23,9 +23,10 @@ import difflib
 import os
 import types
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -234,7 +235,7 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], base: "Config | None" = None) -> "Config":
+    def from_dict(cls, data: Mapping[str, Any], base: Config | None = None) -> Config:
         """A config from a nested mapping (as in ``config.yaml``), on top of ``base`` (default: the defaults).
 
         A ``profile`` entry first loads that profile (unless ``base`` is given).
@@ -261,7 +262,7 @@ class Config:
         return text
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike, base: "Config | None" = None) -> "Config":
+    def from_yaml(cls, path: str | os.PathLike, base: Config | None = None) -> Config:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {str(path)!r} does not exist")
@@ -296,7 +297,7 @@ class Config:
                 raise ConfigError(f"{key}={coerced!r} is not one of {[c for c in choices]}")
         setattr(getattr(self, section), name, coerced)
 
-    def override(self, overrides: Iterable[str] | Mapping[str, Any]) -> "Config":
+    def override(self, overrides: Iterable[str] | Mapping[str, Any]) -> Config:
         """A copy with ``key=value`` strings (or a ``{key: value}`` mapping) applied."""
         cfg = copy.deepcopy(self)
         items = overrides.items() if isinstance(overrides, Mapping) else parse_overrides(overrides).items()
@@ -305,7 +306,7 @@ class Config:
         cfg.validate()
         return cfg
 
-    def validate(self) -> "Config":
+    def validate(self) -> Config:
         """Cross-field checks that single-field coercion cannot do."""
         m, d, o = self.model, self.data, self.optim
         if m.classes < 1:
@@ -332,7 +333,7 @@ class Config:
             raise ConfigError(f"data.fold={d.fold} must be in 0..{d.n_folds - 1}")
         return self
 
-    def diff(self, other: "Config", ignore: Iterable[str] = ()) -> dict[str, tuple[Any, Any]]:
+    def diff(self, other: Config, ignore: Iterable[str] = ()) -> dict[str, tuple[Any, Any]]:
         """``{key: (self's value, other's value)}`` for every dotted key that differs."""
         a, b = _flatten(self.to_dict()), _flatten(other.to_dict())
         skip = tuple(ignore)

@@ -13,8 +13,9 @@ the Table 1 layout), ``OUT/per_image/<set>.csv``. Which measures depends on the 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -29,7 +29,7 @@ Inputs are numpy arrays: predictions as probabilities in [0, 1] (float) or 8-bit
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd

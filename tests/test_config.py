@@ -2,7 +2,7 @@
 import pytest
 import yaml
 
-from m2s_lib.config import Config, ConfigError, PROFILES, get_profile, load_config, parse_overrides, profile_overrides
+from m2s_lib.config import PROFILES, Config, ConfigError, get_profile, load_config, parse_overrides, profile_overrides
 from m2s_lib.constants import TRAIN_SIZES
 
 
