@@ -16,12 +16,13 @@ import platform
 import random
 import socket
 import sys
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from .viz import show_figure  # re-exported: notebooks call nbu.show_figure
 
 __all__ = [
     "NotebookOutputs",
@@ -146,36 +147,6 @@ def print_environment(device: torch.device | str | None = None) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # Figures and tables: shown inline, and saved when the notebook has a run folder
 # ---------------------------------------------------------------------------------------------------------------
-def _png_bytes(fig, dpi: int) -> bytes:
-    buffer = BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def _display_png(png: bytes) -> None:
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-    except ImportError:  # plain Python without IPython: nothing to draw on
-        return
-    if get_ipython() is not None:
-        display(Image(data=png, format="png"))
-
-
-def show_figure(fig, dpi: int = 110) -> bytes:
-    """Display a matplotlib figure as a PNG whatever the backend (``Agg`` headless included), then close it.
-
-    Closing keeps the inline backend from drawing it a second time and frees memory in long notebooks. Returns the
-    PNG bytes.
-    """
-    import matplotlib.pyplot as plt
-
-    png = _png_bytes(fig, dpi)
-    plt.close(fig)
-    _display_png(png)
-    return png
-
-
 class NotebookOutputs:
     """Shows a notebook's figures and tables, and writes them to ``<run_dir>/<notebook>/`` when ``run_dir`` is set.
 

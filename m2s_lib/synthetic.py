@@ -903,7 +903,7 @@ def _all_pairs(root: Path) -> list[tuple[str, str, Path, Path]]:
 def gallery(root, n: int = 8, seed: int = 0, cols: int = 4):
     """A figure of ``n`` random image/mask pairs found under ``root`` (all splits), with the mask contours drawn
     on the images (one colour per class for label images). Returns a ``matplotlib.figure.Figure``."""
-    from matplotlib.figure import Figure
+    from .viz import Figure  # renders as PNG in notebooks whatever the backend
 
     root = Path(root)
     pairs = _all_pairs(root)

@@ -35,6 +35,8 @@ __all__ = [
     "Figure",
     "denormalize",
     "feature_title",
+    "figure_png",
+    "msu_scale_maps",
     "overlay",
     "plot_feature_pyramid",
     "plot_lossnet_features",
@@ -43,6 +45,8 @@ __all__ = [
     "plot_training_curves",
     "reduce_map",
     "save_figure",
+    "show_figure",
+    "unit_inputs",
 ]
 
 REDUCE_MODES = ("mean", "max", "channel", "pca")
@@ -62,11 +66,35 @@ class Figure(matplotlib.figure.Figure):
     """
 
     def _repr_png_(self) -> bytes:
-        import io
+        return figure_png(self)
 
-        buffer = io.BytesIO()
-        self.savefig(buffer, format="png", dpi=100)
-        return buffer.getvalue()
+
+def figure_png(fig: matplotlib.figure.Figure, dpi: int = 100, tight: bool = False) -> bytes:
+    """The figure rendered as PNG bytes (``tight``: crop to the drawn area)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
+    return buffer.getvalue()
+
+
+def show_figure(fig: matplotlib.figure.Figure, dpi: int = 110, close: bool = True) -> bytes:
+    """Display ``fig`` as one PNG output in a notebook whatever the backend (``Agg`` headless included: there a bare
+    figure would print only its repr), then close it so it is not drawn twice. Outside IPython it only renders.
+    Returns the PNG bytes."""
+    png = figure_png(fig, dpi, tight=True)
+    if close:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:  # plain Python without IPython: nothing to draw on
+        return png
+    if get_ipython() is not None:
+        display(Image(data=png, format="png"))
+    return png
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -616,7 +644,7 @@ def plot_predictions(
         _contour(ax, gt, "lime")
         ax.set_ylabel(str(names[r]) if names is not None and r < len(names) else f"#{r}", fontsize=9)
         axes[r, 1].imshow(gt, cmap="gray", interpolation="nearest")
-        for c, (method, maps) in enumerate(methods.items(), start=2):
+        for c, maps in enumerate(methods.values(), start=2):
             prob = _as_probability(_mask2d(maps[r]), from_logits)
             ax = axes[r, c]
             ax.imshow(prob, cmap="gray", vmin=0, vmax=1, interpolation="nearest")

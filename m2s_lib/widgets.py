@@ -19,7 +19,6 @@ the static Fig. 8 grid (``viz.plot_feature_pyramid``), displayed as a PNG image 
 """
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -29,9 +28,9 @@ import torch
 
 from . import viz
 from .mmsm import NUM_LEVELS, ce_key, ms_key, unit_name
-from .viz import Figure
+from .viz import Figure, figure_png, show_figure
 
-__all__ = ["CMAPS", "FeatureExplorer", "display_mode", "figure_png", "frontend_attached", "show_figure"]
+__all__ = ["CMAPS", "FeatureExplorer", "display_mode", "figure_png", "frontend_attached"]
 
 CMAPS = ("viridis", "magma", "inferno", "cividis", "gray", "coolwarm", "jet")
 GRADCAM_OFF = "off"
@@ -65,12 +64,6 @@ def display_mode(mode: str = "auto") -> str:
     return mode
 
 
-def figure_png(fig: Figure, dpi: int = 100) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    return buffer.getvalue()
-
-
 def _in_kernel() -> bool:
     try:
         from IPython import get_ipython
@@ -78,16 +71,6 @@ def _in_kernel() -> bool:
         return False
     shell = get_ipython()
     return shell is not None and getattr(shell, "kernel", None) is not None
-
-
-def show_figure(fig: Figure, dpi: int = 100) -> None:
-    """Display ``fig`` as a PNG image output inside a notebook kernel, whatever the matplotlib backend (under
-    papermill with ``MPLBACKEND=Agg`` a plain ``display(fig)`` would only print its repr). Outside a kernel it
-    does nothing: save the figure with ``viz.save_figure`` instead."""
-    if _in_kernel():
-        from IPython.display import Image, display
-
-        display(Image(data=figure_png(fig, dpi), format="png"))
 
 
 def _item_parts(item: Any) -> tuple[torch.Tensor, Any, str | None]:
@@ -351,7 +334,7 @@ class FeatureExplorer:
         kept in ``static`` for saving. Returns nothing, so that a cell ending with it shows it once."""
         if display_mode(mode) == "static":
             self.static = self.static_figure()
-            show_figure(self.static)
+            show_figure(self.static, close=False)  # one PNG output; kept open in self.static for saving
             return
         from IPython.display import display
 

@@ -221,9 +221,12 @@ def test_train_sizes_for():
     assert train_sizes_for(352) == TRAIN_SIZES
     assert train_sizes_for(160) == (96, 112, 128, 144, 160)
     assert train_sizes_for(320) == (192, 224, 256, 288, 320)
-    for base in (64, 96, 128, 200, 256, 512):
+    assert train_sizes_for(64) == (40, 48, 56, 64)  # multiples of 8, as the training config requires
+    assert train_sizes_for(64, multiple=1) == (40, 48, 52, 60, 64)
+    for base in (96, 128, 200, 256, 512):
         sizes = train_sizes_for(base)
         assert len(sizes) == 5 and sizes[-1] == base and list(sizes) == sorted(set(sizes))
+        assert all(s % 8 == 0 for s in sizes)
         assert sizes[0] >= base * 0.5
 
 
