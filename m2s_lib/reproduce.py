@@ -1,38 +1,640 @@
-"""``python -m m2s_lib.reproduce``: the offline main job behind ``make reproduce``.
+"""``python -m m2s_lib.reproduce`` (``make reproduce``): run every notebook headlessly and write a report.
 
-For now it builds the paper's M2SNet, prints its torchinfo summary, parameters, multiply-adds and a timed forward
-pass. (The notebook issue extends it to the full offline reproduction with a report.)
+What it does, in order:
+
+1. resolves the data: ``--data-root`` (a real dataset, or a synthetic one made by this library), else the synthetic
+   polyp set of the profile (``data.synthetic_*``), generated once under ``--data-dir`` (default ``runs/data``, the
+   same folder ``m2s train`` uses);
+2. executes every ``notebooks/NN_*.ipynb`` in order with papermill (kernel ``python3``, working directory
+   ``notebooks/``, ``MPLBACKEND=Agg``), passing each one parameters derived from the profile
+   (:data:`REPRODUCE_PARAMETERS`, :data:`PROFILE_PARAMETERS`) — all notebooks share one run folder, so notebooks 07
+   and 08 evaluate the checkpoint that notebook 06 trained;
+3. writes ``runs/<timestamp>/``: the executed notebooks, each notebook's figures and tables
+   (``<run>/<notebook>/``, see :class:`m2s_lib.notebook_utils.NotebookOutputs`), ``REPORT.md`` and a
+   self-contained ``REPORT.html`` (environment first, then the polyp table, then every table and figure in
+   notebook order), and ``reproduce.json`` (settings, status and time of every notebook);
+4. points ``runs/latest`` at it (a relative symlink, replaced atomically).
+
+Every parameter name is checked against the notebook's ``parameters`` cell before anything runs. A failing
+notebook stops the run with its path and the cell that failed; ``--resume RUN_DIR`` continues that run, skipping the
+notebooks that already succeeded with the same parameters.
+
+Profiles: ``tiny`` (default: CPU, offline, minutes) and ``paper-polyp`` (the paper's scale: ``make reproduce
+PROFILE=paper-polyp DATA=data/polyp DEVICE=cuda``). Other tasks are trained with ``m2s train`` (docs/training.md);
+notebook 07 then adds their tables.
 """
 from __future__ import annotations
 
 import argparse
+import base64
+import difflib
+import html
+import json
+import os
+import platform
+import re
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
-import torch
+from . import nbcheck
+
+__all__ = [
+    "PROFILE_PARAMETERS",
+    "REPRODUCE_PARAMETERS",
+    "TARGET_DICE",
+    "ParameterError",
+    "Ref",
+    "build_context",
+    "main",
+    "notebook_parameters",
+    "write_report",
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+KERNEL_NAME = "python3"
+CELL_TIMEOUT = 3600  # seconds per cell (the paper-scale training cell is the long one)
+STATE_FILE = "reproduce.json"
+SUPPORTED_TASKS = ("polyp",)
+TARGET_DICE = {"tiny": 0.85}  # mean test Dice the profile's run is expected to reach (synthetic test sets)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A parameter value taken from the run's context (see :func:`build_context`)."""
+
+    key: str
+
+
+_DATA = {"data_root": Ref("data_root"), "synthetic_n": Ref("synthetic_n"), "synthetic_n_test": Ref("synthetic_n_test"),
+         "synthetic_size": Ref("synthetic_size"), "synthetic_seed": Ref("synthetic_seed")}  # fmt: skip
+
+# Parameters every notebook gets when it has them.
+COMMON_PARAMETERS: dict[str, Any] = {"run_dir": Ref("run_dir"), "device": Ref("device")}
+
+# Per notebook: parameter -> value (a literal, or a Ref into the context). Derived from the profile, so that the
+# same table drives the CPU-sized and the paper-sized reproduction.
+REPRODUCE_PARAMETERS: dict[str, dict[str, Any]] = {
+    "00_setup_and_data.ipynb": {**_DATA, "image_size": Ref("image_size")},
+    "01_subtraction_unit.ipynb": {"encoder_name": Ref("encoder_name"), "encoder_weights": Ref("encoder_weights"),
+                                  "image_size": Ref("image_size")},
+    "02_multiscale_subtraction_unit.ipynb": {"image_size": Ref("image_size")},
+    "03_mmsm.ipynb": {"image_size": Ref("image_size")},
+    "04_m2snet.ipynb": {"image_size": Ref("image_size")},  # always the paper's Res2Net-50: its 27.7 M parameters
+    "05_lossnet.ipynb": {"lossnet_weights": Ref("lossnet_weights"), "image_size": Ref("image_size")},
+    "06_training.ipynb": {**_DATA, "profile": Ref("profile")},
+    "07_evaluation.ipynb": {**_DATA, "checkpoint_path": Ref("checkpoint")},
+    "08_feature_maps.ipynb": {**_DATA, "checkpoint_path": Ref("checkpoint")},
+    "09_ablations.ipynb": {**_DATA, "base_profile": Ref("profile")},
+}
+
+# Extra values for one profile, on top of REPRODUCE_PARAMETERS: what keeps the CPU run within its budget.
+PROFILE_PARAMETERS: dict[str, dict[str, dict[str, Any]]] = {
+    "tiny": {
+        "02_multiscale_subtraction_unit.ipynb": {"latency_repeats": 3},
+        "04_m2snet.ipynb": {"latency_repeats": 2},
+        "05_lossnet.ipynb": {"lossnet_input_size": Ref("image_size")},
+        "09_ablations.ipynb": {"epochs": 2, "steps_per_epoch": 6, "spread_seeds": [1],
+                               "lossnet_input_size": Ref("image_size")},
+    },
+}
+
+
+class ParameterError(ValueError):
+    """A parameter name that a notebook does not have, or a malformed ``-p`` option."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Context and parameters
+# ---------------------------------------------------------------------------------------------------------------
+def _synthetic_manifest(root: Path) -> dict | None:
+    from .synthetic import MANIFEST
+
+    path = root / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def resolve_data(profile: str, data_root: str | None, data_dir: str | os.PathLike, log=print) -> tuple[Path, dict]:
+    """The polyp data root of the run and a description of it (``source``, synthetic parameters).
+
+    ``data_root`` given: used as it is (it must exist). Otherwise the profile's synthetic polyp set, generated
+    once under ``data_dir`` with the name ``m2s train`` would give it.
+    """
+    from .config import get_profile
+    from .synthetic import ensure_synthetic
+
+    d = get_profile(profile).data
+    if data_root is not None:
+        root = Path(data_root).expanduser().resolve()
+        if not root.exists():
+            raise FileNotFoundError(
+                f"--data-root {data_root} does not exist: download the polyp data (`m2s data download polyp --root "
+                f"{data_root}`) or leave --data-root out to use synthetic data"
+            )
+    else:
+        name = f"synthetic-polyp-n{d.synthetic_n}-t{d.synthetic_n_test}-s{d.synthetic_seed}-{d.synthetic_size}px"
+        root = (Path(data_dir).expanduser() / name).resolve()
+        fresh = not root.exists()
+        if fresh:
+            log(f"generating the synthetic polyp data of profile {profile!r} in {root} (once) ...")
+        start = time.perf_counter()
+        ensure_synthetic("polyp", root, d.synthetic_n, seed=d.synthetic_seed, size=d.synthetic_size,
+                         n_test=d.synthetic_n_test, progress=False)  # fmt: skip
+        if fresh:
+            log(f"  done in {time.perf_counter() - start:.0f} s")
+    manifest = _synthetic_manifest(root)
+    if manifest is not None:
+        info = {"source": "synthetic", "synthetic_n": manifest["n"], "synthetic_n_test": manifest["n_test"],
+                "synthetic_size": manifest["size"], "synthetic_seed": manifest["seed"]}  # fmt: skip
+    else:  # a real dataset: the synthetic_* parameters are not used, the notebooks read the folder as it is
+        info = {"source": "real", "synthetic_n": d.synthetic_n, "synthetic_n_test": d.synthetic_n_test,
+                "synthetic_size": d.synthetic_size, "synthetic_seed": d.synthetic_seed}  # fmt: skip
+    return root, info
+
+
+def build_context(profile: str, run_dir: Path, data_root: Path, data_info: Mapping[str, Any], device: str) -> dict:
+    """The values :class:`Ref` entries point at, derived from the profile and the run."""
+    from .config import get_profile
+
+    cfg = get_profile(profile)
+    return {
+        "profile": profile,
+        "run_dir": str(run_dir),
+        "device": device,
+        "data_root": str(data_root),
+        **{k: data_info[k] for k in ("synthetic_n", "synthetic_n_test", "synthetic_size", "synthetic_seed")},
+        "image_size": cfg.data.size,
+        "encoder_name": cfg.model.encoder_name,
+        "encoder_weights": cfg.model.encoder_weights,
+        "lossnet_weights": cfg.loss.lossnet_weights,
+        "checkpoint": str(run_dir / "06_training" / "best.pt"),
+    }
+
+
+def _resolve(value: Any, context: Mapping[str, Any]) -> Any:
+    return context[value.key] if isinstance(value, Ref) else value
+
+
+def _unknown_message(notebook: str, unknown: Sequence[str], params: Sequence[str], where: str) -> str:
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, params, n=1)
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return (f"{notebook} has no parameter {', '.join(hints)} ({where}). Its parameters: {', '.join(sorted(params))}")
+
+
+def notebook_parameters(
+    notebook: Path, profile: str, context: Mapping[str, Any], extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The papermill parameters of one notebook: common ones it has, its table entry, the profile's entry, then
+    ``extra`` (``-p`` options / ``--overrides``). Raises :class:`ParameterError` naming any unknown name."""
+    params = nbcheck.parameter_names(notebook)
+    if not params:
+        raise ParameterError(f"{notebook.name} has no `parameters` cell: tag its first code cell `parameters`")
+    out = {k: _resolve(v, context) for k, v in COMMON_PARAMETERS.items() if k in params}
+    layers = [
+        (REPRODUCE_PARAMETERS.get(notebook.name, {}), "REPRODUCE_PARAMETERS in m2s_lib/reproduce.py"),
+        (PROFILE_PARAMETERS.get(profile, {}).get(notebook.name, {}), f"PROFILE_PARAMETERS[{profile!r}]"),
+        (extra or {}, "command-line parameters"),
+    ]
+    for values, where in layers:
+        unknown = [k for k in values if k not in params]
+        if unknown:
+            raise ParameterError(_unknown_message(notebook.name, unknown, list(params), where))
+        out.update({k: _resolve(v, context) for k, v in values.items()})
+    return out
+
+
+def _match_notebook(key: str, notebooks: Sequence[Path]) -> Path:
+    key = key.strip()
+    hits = [p for p in notebooks if p.name == key or p.stem == key or p.name.startswith(key)]
+    if len(hits) != 1:
+        names = ", ".join(p.stem for p in notebooks)
+        problem = "matches no notebook" if not hits else f"matches several ({', '.join(p.stem for p in hits)})"
+        raise ParameterError(f"{key!r} {problem}; notebooks: {names}")
+    return hits[0]
+
+
+def parse_parameter_options(options: Sequence[str], notebooks: Sequence[Path]) -> dict[str, dict[str, Any]]:
+    """``["06:epochs=3", "09_ablations:variants=[fpn, m2snet]"]`` → ``{notebook file: {name: value}}`` (YAML values)."""
+    import yaml
+
+    out: dict[str, dict[str, Any]] = {}
+    for option in options:
+        m = re.fullmatch(r"\s*([^:=\s]+)\s*:\s*([A-Za-z_]\w*)\s*=(.*)", option, flags=re.S)
+        if m is None:
+            raise ParameterError(f"-p {option!r} is not of the form NOTEBOOK:NAME=VALUE (e.g. -p 06:epochs=3)")
+        notebook = _match_notebook(m.group(1), notebooks)
+        value = m.group(3).strip()
+        out.setdefault(notebook.name, {})[m.group(2)] = yaml.safe_load(value) if value else ""
+    return out
+
+
+def _merge(*mappings: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for mapping in mappings:
+        for name, values in mapping.items():
+            out.setdefault(name, {}).update(values or {})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------------------------------------------
+def _kernel_environment() -> None:
+    os.environ["MPLBACKEND"] = "Agg"
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+    os.environ["PYTHONUNBUFFERED"] = "1"
+    os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    path = os.environ.get("PYTHONPATH", "")
+    if str(ROOT) not in path.split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, path.split(os.pathsep))])
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60:d}:{seconds % 60:02d}"
+
+
+def _save_state(run_dir: Path, state: dict) -> None:
+    path = run_dir / STATE_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(state, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def link_latest(run_dir: Path) -> Path:
+    """Point ``<parent>/latest`` at ``run_dir`` (relative symlink, replaced atomically)."""
+    latest = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest.tmp-{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(run_dir.name, tmp)
+    os.replace(tmp, latest)
+    return latest
+
+
+def run_notebook(notebook: Path, executed: Path, parameters: Mapping[str, Any], progress: bool) -> None:
+    import papermill
+
+    papermill.execute_notebook(
+        str(notebook), str(executed), parameters=dict(parameters), kernel_name=KERNEL_NAME, language="python",
+        cwd=str(NOTEBOOK_DIR), execution_timeout=CELL_TIMEOUT, progress_bar=progress, log_output=False,
+    )  # fmt: skip
+
+
+def _failure_details(err: Exception, executed: Path) -> dict[str, Any]:
+    import papermill
+
+    if isinstance(err, papermill.PapermillExecutionError):
+        return {"cell": err.exec_count, "error": f"{err.ename}: {err.evalue}",
+                "traceback": _strip_ansi("\n".join(err.traceback[-6:])), "executed": str(executed)}  # fmt: skip
+    return {"cell": None, "error": f"{type(err).__name__}: {err}", "traceback": "", "executed": str(executed)}
+
+
+def _strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------------------------
+def environment(device: str, profile: str, data_root: Path, data_info: Mapping[str, Any]) -> dict[str, Any]:
+    """Versions, machine, threads, device, profile and data for the report header."""
+    import torch
+
+    from .notebook_utils import environment_report
+
+    dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    env = environment_report(dev)
+    from importlib.metadata import PackageNotFoundError, version
+
+    for package in ("pandas", "matplotlib", "pysodmetrics", "papermill"):
+        try:
+            env[package] = version(package)
+        except PackageNotFoundError:
+            env[package] = "not installed"
+    env["cpu"] = f"{_cpu_model()}, {os.cpu_count()} logical cores"
+    env["working tree"] = _git_changes()
+    env["MKL_NUM_THREADS"] = os.environ.get("MKL_NUM_THREADS", "unset")
+    try:
+        env["load average (1/5/15 min)"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        pass
+    env["profile"] = profile
+    if data_info.get("source") == "synthetic":
+        env["data"] = (f"SYNTHETIC polyps in {data_root} ({data_info['synthetic_n']} training images, "
+                       f"{data_info['synthetic_n_test']} per test set, {data_info['synthetic_size']} px, seed "
+                       f"{data_info['synthetic_seed']})")
+    else:
+        env["data"] = f"real polyp data in {data_root}"
+    return env
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_changes() -> str:
+    import subprocess
+
+    try:
+        res = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=20)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    if res.returncode != 0:
+        return "unknown (not a git checkout)"
+    changed = [line[3:] for line in res.stdout.splitlines() if line.strip()]
+    return "clean" if not changed else f"{len(changed)} modified tracked file(s): {', '.join(changed[:6])}"
+
+
+def _read_outputs(folder: Path) -> list[dict]:
+    index = folder / "outputs.json"
+    if not index.is_file():
+        return []
+    try:
+        return json.loads(index.read_text())
+    except ValueError:
+        return []
+
+
+def _polyp_headline(run_dir: Path, profile: str, custom: bool = False) -> list[str]:
+    import pandas as pd
+
+    csv = run_dir / "07_evaluation" / "polyp_results.csv"
+    if not csv.is_file():
+        return ["_No polyp table: notebook 07 did not run or did not finish._", ""]
+    res = pd.read_csv(csv)
+    n = res["n"].sum()
+    pooled = float((res["mDice"] * res["n"]).sum() / n)
+    lines = []
+    md = (run_dir / "07_evaluation" / "polyp_results.md")
+    lines.append(md.read_text().strip() if md.is_file() else res.to_markdown(index=False))
+    lines.append("")
+    verdict = f"**Mean Dice over all {int(n)} test images: {pooled:.4f}** (PraNet protocol)."
+    target = TARGET_DICE.get(profile)
+    if target is not None and custom:
+        verdict += (f" (The target of profile `{profile}`, ≥ {target}, applies to its own settings; this run changed "
+                    "notebook parameters, so it is not checked.)")
+    elif target is not None:
+        verdict += f" Target for profile `{profile}`: ≥ {target} — **{'met' if pooled >= target else 'NOT met'}**."
+    lines += [verdict, ""]
+    return lines
+
+
+def write_report(run_dir: Path, state: Mapping[str, Any]) -> tuple[Path, Path]:
+    """``REPORT.md`` and a self-contained ``REPORT.html`` in ``run_dir`` from the run's state and outputs."""
+    env = state.get("environment", {})
+    notebooks = state.get("notebooks", {})
+    ok = all(v.get("status") in ("ok", "skipped") for v in notebooks.values()) and notebooks
+    lines = [f"# M2SNet reproduction — profile `{state.get('profile')}`", ""]
+    lines += [f"Run folder `{run_dir}`, started {state.get('started')}, wall time "
+              f"{_clock(state.get('wall_s', 0.0))} — **{'complete' if ok else 'INCOMPLETE'}**.", ""]
+    lines += ["## Environment", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {str(v).replace('|', '/')} |" for k, v in env.items()]
+    lines += ["", "## Notebooks", "", "| notebook | status | time | executed copy |", "|---|---|---|---|"]
+    for name, info in notebooks.items():
+        status = info.get("status", "?")
+        if status == "failed":
+            status = f"**FAILED** in cell {info.get('cell')}: {info.get('error', '')}".replace("|", "/")[:300]
+        elif status == "interrupted":
+            status = "**interrupted**"
+        lines.append(f"| {name} | {status} | {_clock(info.get('seconds', 0.0))} | [{name}]({name}) |")
+    lines += ["", "## Polyp results (notebook 07)", ""]
+    lines += _polyp_headline(run_dir, state.get("profile", ""), custom=bool(state.get("custom_parameters")))
+    for name, info in notebooks.items():
+        stem = Path(name).stem
+        lines += [f"## {stem}", ""]
+        params = info.get("parameters", {})
+        if params:
+            lines.append("Parameters: " + ", ".join(f"`{k}={v!r}`" for k, v in params.items()))
+            lines.append("")
+        if info.get("status") == "failed":
+            lines += [f"**Failed** in cell {info.get('cell')}: `{info.get('error', '')}` — executed copy with the "
+                      f"traceback in place: `{info.get('executed')}`", ""]
+        for item in _read_outputs(run_dir / stem):
+            caption = item.get("caption") or item.get("name")
+            files = item.get("files", [])
+            if item.get("kind") == "figure" and files:
+                lines += [f"**{caption}**", "", f"![{caption}]({stem}/{files[0]})", ""]
+            elif item.get("kind") == "table":
+                md = next((run_dir / stem / f for f in files if f.endswith(".md")), None)
+                if md is not None and md.is_file():
+                    lines += [md.read_text().strip(), ""]
+    text = "\n".join(lines).rstrip() + "\n"
+    md_path = run_dir / "REPORT.md"
+    md_path.write_text(text)
+    html_path = run_dir / "REPORT.html"
+    html_path.write_text(_to_html(text, run_dir, f"M2SNet reproduction — {state.get('profile')}"))
+    return md_path, html_path
+
+
+def _inline_images(body: str, run_dir: Path) -> str:
+    def repl(m: re.Match) -> str:
+        src = html.unescape(m.group(2))
+        path = run_dir / src
+        if path.is_file() and path.suffix.lower() == ".png":
+            data = base64.b64encode(path.read_bytes()).decode()
+            return f'{m.group(1)}"data:image/png;base64,{data}"'
+        return m.group(0)
+
+    return re.sub(r'(<img[^>]*?src=)"([^"]+)"', repl, body)
+
+
+def _to_html(markdown_text: str, run_dir: Path, title: str) -> str:
+    try:
+        import mistune
+
+        body = mistune.create_markdown(plugins=["table"])(markdown_text)
+    except Exception:  # noqa: BLE001 — without mistune the report is still readable
+        body = f"<pre>{html.escape(markdown_text)}</pre>"
+    body = _inline_images(body, run_dir)
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.4}"
+             "table{border-collapse:collapse;margin:0.5em 0;font-size:0.85em}td,th{border:1px solid #ccc;"
+             "padding:2px 6px}img{max-width:100%}code{background:#f4f4f4}")  # fmt: skip
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n{body}\n</body></html>\n")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------------------------
+def _select(notebooks: Sequence[Path], spec: str | None) -> list[Path]:
+    if not spec:
+        return list(notebooks)
+    chosen = {_match_notebook(key, notebooks) for key in spec.split(",") if key.strip()}
+    return [p for p in notebooks if p in chosen]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m m2s_lib.reproduce",
+        description="Run every notebook with papermill on a profile and write runs/<timestamp>/REPORT.md.",
+        epilog="Examples: `python -m m2s_lib.reproduce` (tiny, offline, CPU); `python -m m2s_lib.reproduce --profile "
+               "paper-polyp --data-root data/polyp --device cuda`; `--notebooks 06,07 -p 06:epochs=2`.",
+    )  # fmt: skip
+    p.add_argument("--profile", default=None, help="configuration profile (default tiny; polyp profiles only)")
+    p.add_argument("--data-root", default=None, help="polyp dataset root (default: the profile's synthetic data)")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, mps")
+    p.add_argument("--out", default=None, help="folder of the run folders (default runs/)")
+    p.add_argument("--data-dir", default=None, help="where synthetic data is generated (default runs/data)")
+    p.add_argument("--notebooks", default=None, help="comma-separated subset, by number or name (default: all)")
+    p.add_argument("-p", "--parameter", action="append", default=[], metavar="NB:NAME=VALUE",
+                   help="extra notebook parameter, YAML value (repeatable), e.g. -p 06:epochs=3")  # fmt: skip
+    p.add_argument("--overrides", default=None, help="YAML {notebook file: {name: value}} applied last "
+                   "(e.g. tests/notebook_overrides.yaml for a quick smoke run)")  # fmt: skip
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue this run: notebooks that already succeeded with the same parameters are skipped")
+    p.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="tiny", help="configuration profile (default tiny)")
-    parser.add_argument("--data-root", default=None, help="dataset root (default: synthetic data)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    parser.add_argument("--size", type=int, default=352, help="input size for the summary (default 352)")
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
+    start = time.perf_counter()
+    notebooks = nbcheck.discover_notebooks(NOTEBOOK_DIR)
+    if not notebooks:
+        print(f"reproduce: no notebooks matching {nbcheck.NOTEBOOK_GLOB} in {NOTEBOOK_DIR}", file=sys.stderr)
+        return 2
 
-    from torchinfo import summary
+    # -- settings (a resumed run keeps its own) ---------------------------------------------------------------
+    previous: dict = {}
+    if args.resume:
+        run_dir = Path(args.resume).expanduser().resolve()
+        if not (run_dir / STATE_FILE).is_file():
+            print(f"reproduce: --resume {args.resume}: no {STATE_FILE} there (not a reproduce run folder)", file=sys.stderr)
+            return 2
+        previous = json.loads((run_dir / STATE_FILE).read_text())
+        saved = previous.get("arguments", {})
+        for key in ("profile", "data_root", "device", "data_dir", "notebooks", "overrides"):
+            mine, theirs = getattr(args, key), saved.get(key)
+            if mine is not None and theirs is not None and mine != theirs:
+                print(f"reproduce: --resume keeps the run's own --{key.replace('_', '-')} {theirs!r}; got {mine!r}. "
+                      "Start a new run to change it.", file=sys.stderr)
+                return 2
+            if mine is None:
+                setattr(args, key, theirs)
+        args.parameter = list(saved.get("parameter", [])) + list(args.parameter)
+    profile = args.profile or "tiny"
+    device = args.device or "auto"
+    out_base = Path(args.out or ROOT / "runs").expanduser().resolve()
+    data_dir = args.data_dir or str(ROOT / "runs" / "data")
 
-    from .model import M2SNet
-    from .profiling import count_macs, count_parameters, measure_latency
+    try:
+        from .config import get_profile
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = M2SNet().to(device)
-    print(summary(model, input_size=(1, 3, args.size, args.size), device=device, depth=2, verbose=0))
-    params = count_parameters(model)
-    macs = count_macs(model, args.size)
-    latency = measure_latency(model, args.size, repeats=3)["median_s"]
-    with torch.no_grad():
-        logits = model.eval()(torch.randn(1, 3, args.size, args.size, device=device))
-    print(f"M2SNet (res2net50d): {params / 1e6:.2f} M parameters (paper: 27.7 M), {macs / 1e9:.2f} GMACs at "
-          f"{args.size}x{args.size}; forward {1000 * latency:.0f} ms on {device}; logits {tuple(logits.shape)}")
+        task = get_profile(profile).data.task
+        if task not in SUPPORTED_TASKS:
+            raise ParameterError(
+                f"profile {profile!r} trains the {task} task; make reproduce runs the polyp course (profiles tiny, "
+                f"paper-polyp). Train {task} with `m2s train --profile {profile}` (docs/training.md): notebook 07 "
+                "then adds its table."
+            )
+        selected = _select(notebooks, args.notebooks)
+        extra = parse_parameter_options(args.parameter, notebooks)
+        if args.overrides:
+            overrides = nbcheck.load_overrides(Path(args.overrides).expanduser())
+            unknown_nb = sorted(set(overrides) - {p.name for p in notebooks})
+            if unknown_nb:
+                raise ParameterError(f"--overrides {args.overrides} names notebooks that do not exist: {unknown_nb}")
+            extra = _merge(extra, overrides)
+        # Validate every notebook's parameters before anything runs (placeholder context: names only).
+        placeholder = build_context(profile, out_base / "RUN", Path("DATA"), {k: 0 for k in _DATA if k != "data_root"}, device)
+        for nb in selected:
+            notebook_parameters(nb, profile, placeholder, extra.get(nb.name))
+    except (ValueError, FileNotFoundError) as err:  # ParameterError, ConfigError: a bad setting ends here, before any work
+        print(f"reproduce: {err}", file=sys.stderr)
+        return 2
+
+    # -- data and run folder ----------------------------------------------------------------------------------
+    try:
+        data_root, data_info = resolve_data(profile, args.data_root, data_dir)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"reproduce: {err}", file=sys.stderr)
+        return 2
+    if not args.resume:
+        out_base.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = out_base / stamp
+        k = 1
+        while run_dir.exists():
+            k += 1
+            run_dir = out_base / f"{stamp}-{k}"
+        run_dir.mkdir()
+    context = build_context(profile, run_dir, data_root, data_info, device)
+    _kernel_environment()
+    state = {
+        "profile": profile,
+        "started": previous.get("started") or datetime.now().isoformat(timespec="seconds"),
+        "arguments": {"profile": profile, "data_root": args.data_root, "device": device, "data_dir": args.data_dir,
+                      "notebooks": args.notebooks, "overrides": args.overrides, "parameter": list(args.parameter)},
+        "environment": environment(device, profile, data_root, data_info),
+        "custom_parameters": extra,
+        "notebooks": {},
+        "wall_s": float(previous.get("wall_s", 0.0)),
+    }  # fmt: skip
+    done_before = previous.get("notebooks", {})
+    print(f"reproduce: profile {profile}, device {device}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
+          f"{data_info['source']} data {data_root}\n           {len(selected)} notebook(s) -> {run_dir}", flush=True)
+
+    progress = not args.no_progress and sys.stderr.isatty()
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # run the finally block below
+    failed = None
+    try:
+        for i, nb in enumerate(selected, 1):
+            params = notebook_parameters(nb, profile, context, extra.get(nb.name))
+            executed = run_dir / nb.name
+            before = done_before.get(nb.name, {})
+            if before.get("status") == "ok" and before.get("parameters") == json.loads(json.dumps(params, default=str)):
+                state["notebooks"][nb.name] = dict(before)
+                print(f"[{i}/{len(selected)}] {nb.stem}: already done in this run, skipped (--resume)", flush=True)
+                continue
+            print(f"[{i}/{len(selected)}] {nb.stem} ... (total {_clock(time.perf_counter() - start)})", flush=True)
+            t0 = time.perf_counter()
+            entry: dict[str, Any] = {"parameters": params}
+            try:
+                run_notebook(nb, executed, params, progress)
+                entry.update(status="ok")
+            except Exception as err:  # noqa: BLE001 — any failure stops the run with its details
+                entry.update(status="failed", **_failure_details(err, executed))
+                failed = (nb, entry)
+            except BaseException:  # Ctrl-C or SIGTERM: record it, write the report (finally), then stop
+                entry.update(status="interrupted", seconds=time.perf_counter() - t0)
+                state["notebooks"][nb.name] = entry
+                raise
+            entry["seconds"] = time.perf_counter() - t0
+            state["notebooks"][nb.name] = entry
+            state["wall_s"] = float(previous.get("wall_s", 0.0)) + time.perf_counter() - start
+            _save_state(run_dir, state)
+            if failed:
+                break
+            print(f"      ok in {_clock(entry['seconds'])}", flush=True)
+    finally:
+        state["wall_s"] = float(previous.get("wall_s", 0.0)) + time.perf_counter() - start
+        _save_state(run_dir, state)
+        md, _ = write_report(run_dir, state)
+        latest = link_latest(run_dir)
+    if failed:
+        nb, entry = failed
+        print(f"\nreproduce: FAILED in {nb} at cell {entry.get('cell')}: {entry.get('error')}\n"
+              f"{entry.get('traceback', '')}\nexecuted copy (traceback in place): {entry['executed']}\n"
+              f"continue after fixing: python -m m2s_lib.reproduce --resume {run_dir}", file=sys.stderr)
+        return 1
+    print(f"reproduce: done in {_clock(state['wall_s'])}; report {md} (and REPORT.html); {latest} -> {run_dir.name}")
     return 0
 
 
