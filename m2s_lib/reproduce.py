@@ -91,7 +91,7 @@ REPRODUCE_PARAMETERS: dict[str, dict[str, Any]] = {
     "06_training.ipynb": {**_DATA, "profile": Ref("profile")},
     "07_evaluation.ipynb": {**_DATA, "checkpoint_path": Ref("checkpoint")},
     "08_feature_maps.ipynb": {**_DATA, "checkpoint_path": Ref("checkpoint")},
-    "09_ablations.ipynb": {**_DATA, "base_profile": Ref("profile")},
+    "09_ablations.ipynb": {**_DATA, "base_profile": Ref("profile"), "lossnet_weights": Ref("lossnet_weights")},
 }
 
 # Extra values for one profile, on top of REPRODUCE_PARAMETERS: what keeps the CPU run within its budget.
