@@ -110,7 +110,7 @@ def test_trainer_lr_per_step_within_an_epoch(polyp_root, tmp_path):
 
 
 def test_run_writes_files_and_resume_is_bitwise_identical(polyp_root, tmp_path):
-    cfg = tiny_config(polyp_root)
+    cfg = tiny_config(polyp_root, "run.max_steps_per_epoch=2")
     full = Trainer(cfg, tmp_path / "full")
     history = full.fit()
     assert list(history.columns) == list(METRICS_COLUMNS) and len(history) == 2
@@ -154,7 +154,7 @@ def test_nothing_is_overwritten_without_overwrite(polyp_root, tmp_path):
 
 
 def test_non_finite_loss_stops_with_step_files_and_checkpoint(polyp_root, tmp_path):
-    cfg = tiny_config(polyp_root)
+    cfg = tiny_config(polyp_root, "run.max_steps_per_epoch=2")
     trainer = Trainer(cfg, tmp_path)
     real = trainer.criterion
     calls = {"n": 0}
