@@ -9,8 +9,8 @@ from __future__ import annotations
 import os
 import re
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import timm
 import torch
@@ -22,6 +22,7 @@ __all__ = [
     "load_encoder_weights",
     "official_key_map",
     "convert_official_state_dict",
+    "state_dict_mismatch",
     "load_official_checkpoint",
     "EncoderWeightsError",
     "CheckpointMismatchError",
@@ -76,7 +77,7 @@ def create_encoder(name: str = "res2net50d", weights: str | os.PathLike | None =
     return encoder
 
 
-def load_state_dict_file(path: str | os.PathLike) -> "OrderedDict[str, torch.Tensor]":
+def load_state_dict_file(path: str | os.PathLike) -> OrderedDict[str, torch.Tensor]:
     """Read a state dict from ``.safetensors`` or a torch file (unwrapping ``state_dict`` / ``model`` entries)."""
     path = Path(path)
     if not path.is_file():
@@ -156,35 +157,37 @@ def official_key_map(model: nn.Module) -> dict[str, str]:
     return mapping
 
 
-def convert_official_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":
+def state_dict_mismatch(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], limit: int = 10) -> list[str]:
+    """Lines naming the keys of ``own`` missing from ``state``, the keys of ``state`` that ``own`` lacks, and the
+    shapes that differ; an empty list when ``state`` fits ``own`` exactly."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    lines = []
+    if missing:
+        lines.append(f"missing from the checkpoint ({len(missing)}): {', '.join(missing[:limit])}")
+    if unexpected:
+        lines.append(f"unexpected in the checkpoint ({len(unexpected)}): {', '.join(unexpected[:limit])}")
+    if shapes:
+        lines.append(f"wrong shapes ({len(shapes)}): {'; '.join(shapes[: max(1, limit // 2)])}")
+    return lines
+
+
+def convert_official_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
     """Rename the keys of an authors' state dict to this library's names (``resnet.fc.*`` is dropped)."""
     mapping = official_key_map(model)
-    own = model.state_dict()
-    converted: "OrderedDict[str, torch.Tensor]" = OrderedDict()
-    unknown = []
+    converted: OrderedDict[str, torch.Tensor] = OrderedDict()
     for key, value in _strip_prefix(state, prefixes=("module.",)).items():
         if key.startswith("resnet.fc."):
             continue
         prefix, _, rest = key.partition(".")
-        if prefix not in mapping:
-            unknown.append(key)
-            continue
-        converted[f"{mapping[prefix]}.{rest}"] = value
-    unknown += [k for k in converted if k not in own]
-    missing = [k for k in own if k not in converted]
-    wrong_shape = [
-        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in converted.items()
-        if k in own and tuple(v.shape) != tuple(own[k].shape)
-    ]
-    if unknown or missing or wrong_shape:
-        lines = []
-        if missing:
-            lines.append(f"missing from the checkpoint ({len(missing)}): {', '.join(missing[:12])}")
-        if unknown:
-            lines.append(f"unexpected in the checkpoint ({len(unknown)}): {', '.join(unknown[:12])}")
-        if wrong_shape:
-            lines.append(f"wrong shapes ({len(wrong_shape)}): {'; '.join(wrong_shape[:6])}")
+        converted[f"{mapping[prefix]}.{rest}" if prefix in mapping else key] = value  # unknown: keep its name
+    lines = state_dict_mismatch(model.state_dict(), converted, limit=12)
+    if lines:
         raise CheckpointMismatchError(
             "the checkpoint does not fit this model (is it an M2SNet checkpoint for an MSNet, or another encoder?)\n  "
             + "\n  ".join(lines)

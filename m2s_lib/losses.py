@@ -116,7 +116,7 @@ class LossNet(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.input_size = input_size
 
-    def train(self, mode: bool = True) -> "LossNet":
+    def train(self, mode: bool = True) -> LossNet:
         super().train(mode)
         self.blocks.eval()  # VGG stays in eval mode (frozen), whatever the surrounding model does
         return self

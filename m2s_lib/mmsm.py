@@ -17,7 +17,7 @@ In both, the order-5 unit's coarse input ``MS_4^2`` first passes an extra CBR (t
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -121,11 +121,11 @@ class MMSM(nn.Module):
         first = 1 if self.wiring == "paper" else 2
         return range(first, min(NUM_LEVELS + 1 - level, self.max_order) + 1)
 
-    def forward(self, levels: Sequence[torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":
+    def forward(self, levels: Sequence[torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
         """``levels`` = [MS_1^1, …, MS_1^5] (finest first). Returns every ``MS_n^i`` and ``CE^1 … CE^4``."""
         if len(levels) != NUM_LEVELS:
             raise ValueError(f"MMSM expects {NUM_LEVELS} levels (finest first), got {len(levels)}")
-        out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+        out: OrderedDict[str, torch.Tensor] = OrderedDict()
         for i, x in enumerate(levels, start=1):
             out[ms_key(1, i)] = x
         for n in range(2, self.max_order + 1):

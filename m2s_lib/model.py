@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -37,8 +37,8 @@ class Decoder(nn.Module):
         self.stages = nn.ModuleDict({f"D{i}": ConvBNReLU(channels, channels) for i in (4, 3, 2)})
         self.head = nn.Sequential(nn.Conv2d(channels, classes, kernel_size=3, padding=1))
 
-    def forward(self, top: torch.Tensor, ce: dict[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":
-        out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    def forward(self, top: torch.Tensor, ce: dict[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
+        out: OrderedDict[str, torch.Tensor] = OrderedDict()
         x = out[ce_key(5)] = self.reduce_top(top)
         for i in (4, 3, 2):
             x = out[f"D{i}"] = self.stages[f"D{i}"](upsample_like(x, ce[ce_key(i)]) + ce[ce_key(i)])
@@ -101,14 +101,14 @@ class M2SNet(nn.Module):
     def classes(self) -> int:
         return self.config["classes"]
 
-    def encode(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+    def encode(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         """Encoder levels ``E1 … E5``; ``E1`` is the stem output after the max-pool (stride 4), as in the paper."""
         feats = self.encoder(x)
         maxpool = getattr(self.encoder, "maxpool", None)
         e1 = maxpool(feats[0]) if isinstance(maxpool, nn.Module) else F.max_pool2d(feats[0], 3, 2, 1)
         return OrderedDict((f"E{i}", f) for i, f in enumerate([e1, *feats[1:]], start=1))
 
-    def forward_features(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+    def forward_features(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         """Every named intermediate (see the module docstring), ending with ``logits`` of the input's size."""
         out = self.encode(x)
         levels = [self.reduce[k](v) if k in self.reduce else v for k, v in out.items()]

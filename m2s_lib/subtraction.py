@@ -6,7 +6,7 @@ the finer one. ``a`` is bilinearly up-sampled to ``b``'s size, the two are compa
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 import torch.nn as nn

@@ -311,21 +311,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 def _load_model_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Strict load with a readable account of what does not fit."""
-    from .backbones import CheckpointMismatchError
+    from .backbones import CheckpointMismatchError, state_dict_mismatch
 
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]  # fmt: skip
-    if missing or unexpected or shapes:
-        lines = []
-        if missing:
-            lines.append(f"missing from the checkpoint ({len(missing)}): {', '.join(missing[:8])}")
-        if unexpected:
-            lines.append(f"unexpected in the checkpoint ({len(unexpected)}): {', '.join(unexpected[:8])}")
-        if shapes:
-            lines.append(f"wrong shapes ({len(shapes)}): {'; '.join(shapes[:4])}")
+    lines = state_dict_mismatch(model.state_dict(), state, limit=8)
+    if lines:
         raise CheckpointMismatchError(f"{source} does not fit the model: " + " | ".join(lines))
     model.load_state_dict(state, strict=True)
 
