@@ -325,7 +325,7 @@ def environment(device: str, profile: str, data_root: Path, data_info: Mapping[s
     env["working tree"] = _git_changes()
     env["MKL_NUM_THREADS"] = os.environ.get("MKL_NUM_THREADS", "unset")
     try:
-        env["load average (1/5/15 min)"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+        env["load average at the start (1/5/15 min)"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         pass
     env["profile"] = profile
@@ -625,6 +625,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"      ok in {_clock(entry['seconds'])}", flush=True)
     finally:
         state["wall_s"] = float(previous.get("wall_s", 0.0)) + time.perf_counter() - start
+        try:
+            state["environment"]["load average at the end"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+        except OSError:
+            pass
         _save_state(run_dir, state)
         md, _ = write_report(run_dir, state)
         latest = link_latest(run_dir)
