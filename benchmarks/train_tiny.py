@@ -49,10 +49,11 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = load_config(profile=args.profile, overrides=args.overrides)
     d = cfg.data
-    root = Path(args.data_dir) / f"synthetic-polyp-n{args.n_train}-t{args.n_test}-s{d.synthetic_seed}-{d.synthetic_size}px"
+    root = Path(args.data_dir) / (f"synthetic-polyp-n{args.n_train}-t{args.n_test}-s{d.synthetic_seed}-"
+                                  f"{d.synthetic_size}px-{d.synthetic_difficulty}")
     t0 = time.perf_counter()
     ensure_synthetic("polyp", root, args.n_train, seed=d.synthetic_seed, size=d.synthetic_size, n_test=args.n_test,
-                     progress=False)  # fmt: skip
+                     progress=False, difficulty=d.synthetic_difficulty)  # fmt: skip
     gen_s = time.perf_counter() - t0
     overrides = {"data.root": str(root), "run.progress": False}
     if args.epochs:

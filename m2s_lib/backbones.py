@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +19,8 @@ import torch.nn as nn
 
 __all__ = [
     "create_encoder",
+    "is_online",
+    "imagenet_weights_available",
     "load_state_dict_file",
     "load_encoder_weights",
     "official_key_map",
@@ -45,6 +48,39 @@ def _check_encoder_name(name: str) -> None:
     raise ValueError(f"encoder_name={name!r} is not a timm model.{hint} The paper's encoder is 'res2net50d'.")
 
 
+def is_online(host: str = "huggingface.co", port: int = 443, timeout: float = 2.0) -> bool:
+    """Whether ``host`` answers within ``timeout`` seconds (a quick probe before any download is tried)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _timm_weights_cached(encoder_name: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        from timm.models import get_pretrained_cfg
+
+        hub_id = getattr(get_pretrained_cfg(encoder_name), "hf_hub_id", None)
+        if not hub_id:
+            return False
+        return any(
+            isinstance(try_to_load_from_cache(hub_id, name), str)
+            for name in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+        )
+    except Exception:  # noqa: BLE001 — any failure means "not known to be cached"
+        return False
+
+
+def imagenet_weights_available(encoder_name: str) -> bool:
+    """Whether timm's ImageNet weights of ``encoder_name`` are cached or the hub answers (a 2-second probe: offline,
+    timm's own downloader retries for about a minute before it fails)."""
+    if _timm_weights_cached(encoder_name):
+        return True
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("1", "true", "yes", "on") and is_online()
+
+
 def create_encoder(name: str = "res2net50d", weights: str | os.PathLike | None = None, in_channels: int = 3) -> nn.Module:
     """A timm ``features_only`` encoder returning 5 levels (strides 2, 4, 8, 16, 32).
 
@@ -54,6 +90,11 @@ def create_encoder(name: str = "res2net50d", weights: str | os.PathLike | None =
     """
     _check_encoder_name(name)
     pretrained = weights == "imagenet"
+    offline_hint = ("Without internet, download the weights elsewhere and pass encoder_weights='/path/to/weights.pth' "
+                    "(or .safetensors), or train from scratch with encoder_weights=None.")
+    if pretrained and not imagenet_weights_available(name):
+        raise EncoderWeightsError(f"ImageNet weights for encoder {name!r} are not cached and the model hub cannot be "
+                                  f"reached (offline). {offline_hint}")
     try:
         encoder = timm.create_model(
             name, pretrained=pretrained, features_only=True, out_indices=(0, 1, 2, 3, 4), in_chans=in_channels
@@ -62,9 +103,7 @@ def create_encoder(name: str = "res2net50d", weights: str | os.PathLike | None =
         if not pretrained:
             raise
         raise EncoderWeightsError(
-            f"could not get ImageNet weights for encoder {name!r} ({type(err).__name__}: {err}). Without internet, "
-            "download the weights elsewhere and pass encoder_weights='/path/to/weights.pth' (or .safetensors), "
-            "or train from scratch with encoder_weights=None."
+            f"could not get ImageNet weights for encoder {name!r} ({type(err).__name__}: {err}). {offline_hint}"
         ) from err
     reductions = encoder.feature_info.reduction()
     if list(reductions) != [2, 4, 8, 16, 32]:

@@ -125,6 +125,7 @@ class DataConfig:
     synthetic_n_test: int = 100
     synthetic_size: int = TEST_SIZE
     synthetic_seed: int = 0
+    synthetic_difficulty: str = "realistic"  # polyp only: "realistic" or "teaching" (m2s_lib.synthetic.polyp_style)
 
     @property
     def eval_size(self) -> int:
@@ -138,7 +139,8 @@ class OptimConfig:
     ``lr`` is the maximum learning rate of the head (everything but the encoder); the encoder's is
     ``encoder_lr_ratio × lr`` (paper: 0.005 and 0.05). ``schedule``: ``triangular`` (``lr·(1 − |2(e+1)/(E+1) − 1|)``,
     the authors' formula) or ``constant``; ``schedule_unit``: ``epoch`` (the authors') or ``step`` (the same
-    triangle, updated every optimiser step). ``batch_size`` is the global batch (divided among DDP processes).
+    triangle, updated every optimiser step). ``warmup_fraction``: where the triangle peaks (0.5, the authors'; a
+    smaller value gives a short warm-up and a long decay, ``m2s_lib.train.lr_factor``). ``batch_size`` is the global batch (divided among DDP processes).
     ``nesterov``: the authors' script uses Nesterov momentum. ``grad_clip``: max gradient norm, 0 = off.
     ``optimizer``: ``sgd`` (the paper) or ``adamw`` (not the paper's: converges faster from random initialisation,
     used by the CPU ``tiny`` profile; ``momentum`` and ``nesterov`` are then unused).
@@ -154,6 +156,7 @@ class OptimConfig:
     epochs: int = 50
     schedule: str = "triangular"
     schedule_unit: str = "epoch"
+    warmup_fraction: float = 0.5
     grad_clip: float = 0.0
 
     @property
@@ -211,6 +214,7 @@ _CHOICES: dict[str, tuple] = {
     "model.msu_impl": ("fast", "dense"),
     "model.filter_weights": ("ones", "gaussian"),
     "data.task": TASKS,
+    "data.synthetic_difficulty": ("realistic", "teaching"),
     "optim.optimizer": ("sgd", "adamw"),
     "optim.schedule": ("triangular", "constant"),
     "optim.schedule_unit": ("epoch", "step"),
@@ -327,6 +331,8 @@ class Config:
             raise ConfigError("optim.epochs and optim.batch_size must be ≥ 1")
         if o.lr <= 0 or o.encoder_lr_ratio < 0:
             raise ConfigError("optim.lr must be > 0 and optim.encoder_lr_ratio ≥ 0")
+        if not 0 < o.warmup_fraction < 1:
+            raise ConfigError(f"optim.warmup_fraction={o.warmup_fraction} must be in (0, 1) (0.5: the authors' triangle)")
         if self.loss.lossnet_weight < 0:
             raise ConfigError("loss.lossnet_weight must be ≥ 0 (0 switches LossNet off)")
         if d.fold is not None and not 0 <= d.fold < d.n_folds:
@@ -360,11 +366,13 @@ PROFILES: dict[str, dict[str, Any]] = {
         "data.val_fraction": 0.1,
         "data.synthetic_size": 128,
         "data.synthetic_n_test": 20,
+        "data.synthetic_difficulty": "teaching",  # m2s_lib.synthetic.polyp_style: polyps that stand out more
         "optim.epochs": 8,
         "optim.batch_size": 8,
         "optim.lr": 0.1,
         "optim.encoder_lr_ratio": 1.0,  # a random-init encoder needs the full learning rate
         "optim.schedule_unit": "step",  # a smooth warm-up for a short run
+        "optim.warmup_fraction": 0.2,  # short warm-up, long decay: learns faster from random weights than 0.5
         "loss.lossnet_weight": 0.0,
         "loss.lossnet_weights": None,
         "run.progress_interval": 2.0,

@@ -431,13 +431,14 @@ class MultiScaleCollate:
         return f"MultiScaleCollate(sizes={self.sizes}, seed={self.seed})"
 
 
-def train_sizes_for(size: int, multiple: int = 8) -> tuple[int, ...]:
+def train_sizes_for(size: int, multiple: int = 8, minimum: int = 32) -> tuple[int, ...]:
     """The paper's five training sizes {224, ..., 352} scaled to a base ``size``: increasing sizes ending at
     ``size``, on a grid of 32 px when that gives five distinct sizes, else 16 or 8 px (grids that are multiples of
-    ``multiple``; the training config wants multiples of 8). Very small bases give fewer than five sizes.
+    ``multiple``), none below ``minimum`` (the training config wants multiples of 8, at least 32: the defaults).
+    Small bases give fewer than five sizes; ``size`` itself is always the last.
 
-    >>> train_sizes_for(352), train_sizes_for(160), train_sizes_for(64)
-    ((224, 256, 288, 320, 352), (96, 112, 128, 144, 160), (40, 48, 56, 64))
+    >>> train_sizes_for(352), train_sizes_for(160), train_sizes_for(64), train_sizes_for(40)
+    ((224, 256, 288, 320, 352), (96, 112, 128, 144, 160), (40, 48, 56, 64), (32, 40))
     """
     size, multiple = int(size), int(multiple)
     if size < 1 or multiple < 1:
@@ -446,10 +447,11 @@ def train_sizes_for(size: int, multiple: int = 8) -> tuple[int, ...]:
     steps = [step for step in (32, 16, 8, 4, 2, 1) if step % multiple == 0]
     for step in steps:
         sizes = [max(step, math.floor(size * r / step + 0.5) * step) for r in ratios] + [size]
-        if len(set(sizes)) == len(sizes) and sizes == sorted(sizes):
+        if len(set(sizes)) == len(sizes) and sizes == sorted(sizes) and sizes[0] >= minimum:
             return tuple(sizes)
     grid = steps[-1] if steps else multiple
-    return tuple(sorted({max(grid, math.floor(size * r / grid + 0.5) * grid) for r in ratios if size * r >= grid} | {size}))
+    scaled = {max(grid, math.floor(size * r / grid + 0.5) * grid) for r in ratios if size * r >= grid}
+    return tuple(sorted({s for s in scaled if minimum <= s < size} | {size}))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import random
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .backbones import imagenet_weights_available, is_online  # noqa: F401  re-exported for the notebooks
 from .viz import show_figure  # re-exported: notebooks call nbu.show_figure
 
 __all__ = [
@@ -201,32 +201,6 @@ class NotebookOutputs:
 # ---------------------------------------------------------------------------------------------------------------
 # Pretrained weights without hanging offline
 # ---------------------------------------------------------------------------------------------------------------
-def is_online(host: str = "huggingface.co", port: int = 443, timeout: float = 2.0) -> bool:
-    """Whether ``host`` answers within ``timeout`` seconds (a quick probe before any download is tried)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _timm_weights_cached(encoder_name: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-        from timm.models import get_pretrained_cfg
-
-        cfg = get_pretrained_cfg(encoder_name)
-        hub_id = getattr(cfg, "hf_hub_id", None)
-        if not hub_id:
-            return False
-        return any(
-            isinstance(try_to_load_from_cache(hub_id, name), str)
-            for name in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
-        )
-    except Exception:  # noqa: BLE001 — any failure means "not known to be cached"
-        return False
-
-
 def resolve_pretrained(weights: str | os.PathLike | None, encoder_name: str) -> str | Path | None:
     """The encoder weights to actually use: ``"imagenet"`` only if cached or online, else ``None`` with a message.
 
@@ -236,7 +210,7 @@ def resolve_pretrained(weights: str | os.PathLike | None, encoder_name: str) -> 
     if weights is None:
         return None
     if str(weights) == "imagenet":
-        if _timm_weights_cached(encoder_name) or is_online():
+        if imagenet_weights_available(encoder_name):
             return "imagenet"
         print(
             f"ImageNet weights for {encoder_name!r} are not cached and the hub cannot be reached (offline): "

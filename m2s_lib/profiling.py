@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -26,7 +27,9 @@ def count_macs(model: nn.Module, size: int | tuple[int, int] = 352, in_channels:
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # fvcore traces with torch.jit, which newer torch versions flag as deprecated (FutureWarning)
+            warnings.filterwarnings("ignore", category=FutureWarning)
             analysis = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             return int(analysis.total())
     finally:

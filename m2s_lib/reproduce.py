@@ -72,8 +72,10 @@ class Ref:
     key: str
 
 
+SYNTHETIC_KEYS = ("synthetic_n", "synthetic_n_test", "synthetic_size", "synthetic_seed", "synthetic_difficulty")
 _DATA = {"data_root": Ref("data_root"), "synthetic_n": Ref("synthetic_n"), "synthetic_n_test": Ref("synthetic_n_test"),
-         "synthetic_size": Ref("synthetic_size"), "synthetic_seed": Ref("synthetic_seed")}  # fmt: skip
+         "synthetic_size": Ref("synthetic_size"), "synthetic_seed": Ref("synthetic_seed"),
+         "synthetic_difficulty": Ref("synthetic_difficulty")}  # fmt: skip
 
 # Parameters every notebook gets when it has them.
 COMMON_PARAMETERS: dict[str, Any] = {"run_dir": Ref("run_dir"), "device": Ref("device")}
@@ -127,7 +129,7 @@ def resolve_data(profile: str, data_root: str | None, data_dir: str | os.PathLik
     once under ``data_dir`` with the name ``m2s train`` would give it.
     """
     from .config import get_profile
-    from .synthetic import ensure_synthetic
+    from .synthetic import dataset_name, ensure_synthetic
 
     d = get_profile(profile).data
     if data_root is not None:
@@ -138,23 +140,26 @@ def resolve_data(profile: str, data_root: str | None, data_dir: str | os.PathLik
                 f"{data_root}`) or leave --data-root out to use synthetic data"
             )
     else:
-        name = f"synthetic-polyp-n{d.synthetic_n}-t{d.synthetic_n_test}-s{d.synthetic_seed}-{d.synthetic_size}px"
+        name = dataset_name("polyp", d.synthetic_n, d.synthetic_n_test, d.synthetic_seed, d.synthetic_size,
+                            d.synthetic_difficulty)
         root = (Path(data_dir).expanduser() / name).resolve()
         fresh = not root.exists()
         if fresh:
             log(f"generating the synthetic polyp data of profile {profile!r} in {root} (once) ...")
         start = time.perf_counter()
         ensure_synthetic("polyp", root, d.synthetic_n, seed=d.synthetic_seed, size=d.synthetic_size,
-                         n_test=d.synthetic_n_test, progress=False)  # fmt: skip
+                         n_test=d.synthetic_n_test, progress=False, difficulty=d.synthetic_difficulty)  # fmt: skip
         if fresh:
             log(f"  done in {time.perf_counter() - start:.0f} s")
     manifest = _synthetic_manifest(root)
     if manifest is not None:
         info = {"source": "synthetic", "synthetic_n": manifest["n"], "synthetic_n_test": manifest["n_test"],
-                "synthetic_size": manifest["size"], "synthetic_seed": manifest["seed"]}  # fmt: skip
+                "synthetic_size": manifest["size"], "synthetic_seed": manifest["seed"],
+                "synthetic_difficulty": manifest.get("difficulty", "realistic")}  # fmt: skip
     else:  # a real dataset: the synthetic_* parameters are not used, the notebooks read the folder as it is
         info = {"source": "real", "synthetic_n": d.synthetic_n, "synthetic_n_test": d.synthetic_n_test,
-                "synthetic_size": d.synthetic_size, "synthetic_seed": d.synthetic_seed}  # fmt: skip
+                "synthetic_size": d.synthetic_size, "synthetic_seed": d.synthetic_seed,
+                "synthetic_difficulty": d.synthetic_difficulty}  # fmt: skip
     return root, info
 
 
@@ -168,7 +173,7 @@ def build_context(profile: str, run_dir: Path, data_root: Path, data_info: Mappi
         "run_dir": str(run_dir),
         "device": device,
         "data_root": str(data_root),
-        **{k: data_info[k] for k in ("synthetic_n", "synthetic_n_test", "synthetic_size", "synthetic_seed")},
+        **{k: data_info[k] for k in SYNTHETIC_KEYS},
         "image_size": cfg.data.size,
         "encoder_name": cfg.model.encoder_name,
         "encoder_weights": cfg.model.encoder_weights,
@@ -332,7 +337,8 @@ def environment(device: str, profile: str, data_root: Path, data_info: Mapping[s
     if data_info.get("source") == "synthetic":
         env["data"] = (f"SYNTHETIC polyps in {data_root} ({data_info['synthetic_n']} training images, "
                        f"{data_info['synthetic_n_test']} per test set, {data_info['synthetic_size']} px, seed "
-                       f"{data_info['synthetic_seed']})")
+                       f"{data_info['synthetic_seed']}, {data_info.get('synthetic_difficulty', 'realistic')} "
+                       "difficulty)")
     else:
         env["data"] = f"real polyp data in {data_root}"
     return env

@@ -53,7 +53,7 @@ import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -64,6 +64,7 @@ from scipy import ndimage as ndi
 
 __all__ = [
     "BUSI_CLASSES",
+    "DIFFICULTIES",
     "GENERATOR_VERSION",
     "GOALS_CLASS_NAMES",
     "GOALS_CLASS_VALUES",
@@ -73,13 +74,16 @@ __all__ = [
     "SyntheticDataError",
     "busi_sample",
     "covid_sample",
+    "dataset_name",
     "default_n_test",
+    "ensure_dataset",
     "ensure_synthetic",
     "gallery",
     "generate",
     "mask_statistics",
     "oct_sample",
     "polyp_sample",
+    "polyp_style",
 ]
 
 TASKS = ("polyp", "busi", "covid", "oct")
@@ -232,6 +236,27 @@ POLYP_STYLES: dict[str, PolypStyle] = {
                                     blur=(0.4, 0.9), texture=1.5, contrast=0.85, tint=(0.82, 0.50, 0.38),
                                     counts=(0.0, 0.85, 0.12, 0.03)),
 }
+# Difficulty levels. "realistic": the styles above, as hard as the real data is for a from-scratch network (the best
+# colour threshold reaches Dice ~0.15). "teaching": the same scenes with polyps that stand out more (albedo/texture
+# contrast x TEACHING_CONTRAST_GAIN, none smaller than TEACHING_MIN_AREA of the frame) so that the CPU ``tiny``
+# profile learns them in minutes (benchmarks/train_tiny.py); still far from trivial after one epoch.
+DIFFICULTIES = ("realistic", "teaching")
+TEACHING_CONTRAST_GAIN = 3.5
+TEACHING_MIN_AREA = 0.02
+
+
+def polyp_style(name: str, difficulty: str = "realistic") -> PolypStyle:
+    """The style imitating polyp dataset ``name`` (a key of ``POLYP_STYLES``) at ``difficulty``."""
+    if difficulty not in DIFFICULTIES:
+        raise SyntheticDataError(f"unknown difficulty {difficulty!r}: choose one of {', '.join(DIFFICULTIES)}")
+    style = POLYP_STYLES[name]
+    if difficulty == "teaching":
+        lo, hi = style.area
+        style = replace(style, contrast=style.contrast * TEACHING_CONTRAST_GAIN,
+                        area=(max(lo, TEACHING_MIN_AREA), max(hi, 2 * TEACHING_MIN_AREA)))
+    return style
+
+
 # The real training set is 900 Kvasir + 550 CVC-ClinicDB frames.
 POLYP_TRAIN_MIX = (("Kvasir", 900 / 1450), ("CVC-ClinicDB", 550 / 1450))
 
@@ -664,6 +689,7 @@ class _Job:
     size: int
     out: str
     style: str = ""
+    difficulty: str = "realistic"
     cls: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -684,7 +710,7 @@ def _save(path: Path, array: np.ndarray, jpeg: bool) -> None:
 def _run_job(job: _Job) -> tuple[str, str, str]:
     rng = np.random.default_rng([job.seed, _TASK_CODE[job.task], job.split_code, job.index])
     if job.task == "polyp":
-        image, mask = polyp_sample(rng, job.size, POLYP_STYLES[job.style])
+        image, mask = polyp_sample(rng, job.size, polyp_style(job.style, job.difficulty))
         ext = ".jpg"
     elif job.task == "busi":
         image, mask = busi_sample(rng, job.size, job.cls)
@@ -701,7 +727,7 @@ def _run_job(job: _Job) -> tuple[str, str, str]:
     return job.split, job.name, job.cls
 
 
-def _plan(task: str, out: Path, n: int, seed: int, size: int, n_test: int) -> list[_Job]:
+def _plan(task: str, out: Path, n: int, seed: int, size: int, n_test: int, difficulty: str = "realistic") -> list[_Job]:
     jobs: list[_Job] = []
     common = {"task": task, "seed": seed, "size": size, "out": str(out)}
     if task == "busi":
@@ -723,11 +749,11 @@ def _plan(task: str, out: Path, n: int, seed: int, size: int, n_test: int) -> li
         styles = rng.choice(len(names), size=n, p=probs / probs.sum())
         for i in range(n):
             jobs.append(_Job(split="TrainDataset", split_code=0, index=i, name=f"{i + 1:05d}",
-                             style=names[int(styles[i])], **common))
+                             style=names[int(styles[i])], difficulty=difficulty, **common))
         for k, test_set in enumerate(POLYP_TEST_SETS, start=1):
             for i in range(n_test):
                 jobs.append(_Job(split=f"TestDataset/{test_set}", split_code=k, index=i, name=f"{i + 1:04d}",
-                                 style=test_set, **common))
+                                 style=test_set, difficulty=difficulty, **common))
         return jobs
     test_name = "COVID-19" if task == "covid" else "GOALS"
     for i in range(n):
@@ -737,9 +763,11 @@ def _plan(task: str, out: Path, n: int, seed: int, size: int, n_test: int) -> li
     return jobs
 
 
-def _check_params(task: str, n: int, size: int, n_test: int | None) -> None:
+def _check_params(task: str, n: int, size: int, n_test: int | None, difficulty: str = "realistic") -> None:
     if task not in TASKS:
         raise SyntheticDataError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
+    if difficulty not in DIFFICULTIES:
+        raise SyntheticDataError(f"unknown difficulty {difficulty!r}: choose one of {', '.join(DIFFICULTIES)}")
     if int(n) < 1:
         raise SyntheticDataError(f"n must be at least 1 (got {n})")
     if int(size) < 32:
@@ -753,15 +781,17 @@ def _limit_threads() -> None:
 
 
 def generate(task: str, out_dir, n: int, seed: int = 0, size: int = 352, n_test: int | None = None,
-             progress: bool = True, workers: int | None = None) -> Path:
+             progress: bool = True, workers: int | None = None, difficulty: str = "realistic") -> Path:
     """Write a synthetic ``task`` dataset of ``n`` training images (``n_test`` per test set) to ``out_dir``.
 
     ``out_dir`` must not exist or be empty: the dataset is written to a temporary sibling folder and renamed into
     place at the end, so an interrupted run leaves nothing half-written. ``workers`` processes share the work
     (default: 2 when n >= 64 and the machine has 2+ cores, else 1); the bytes do not depend on it.
-    Returns ``out_dir`` as a Path. See the module docstring for the layouts.
+    ``difficulty`` (polyp only; the other tasks have one level): ``"realistic"`` or ``"teaching"`` (see
+    :func:`polyp_style`). Returns ``out_dir`` as a Path. See the module docstring for the layouts.
     """
-    _check_params(task, n, size, n_test)
+    _check_params(task, n, size, n_test, difficulty)
+    difficulty = difficulty if task == "polyp" else "realistic"
     n, size, seed = int(n), int(size), int(seed)
     n_test = default_n_test(task, n) if n_test is None else int(n_test)
     if task == "busi":
@@ -774,7 +804,7 @@ def generate(task: str, out_dir, n: int, seed: int = 0, size: int = 352, n_test:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        jobs = _plan(task, tmp, n, seed, size, n_test)
+        jobs = _plan(task, tmp, n, seed, size, n_test, difficulty)
         for split in sorted({j.split for j in jobs}):
             for sub in ("images", "masks"):
                 (tmp / split / sub).mkdir(parents=True, exist_ok=True)
@@ -809,7 +839,7 @@ def generate(task: str, out_dir, n: int, seed: int = 0, size: int = 352, n_test:
                 for _split, name, cls in sorted(results, key=lambda r: r[1]):
                     writer.writerow([name, cls])
         manifest = {
-            "task": task, "n": n, "seed": seed, "size": size, "n_test": n_test,
+            "task": task, "n": n, "seed": seed, "size": size, "n_test": n_test, "difficulty": difficulty,
             "generator_version": GENERATOR_VERSION, "counts": counts,
             "seconds": round(elapsed, 2),
         }
@@ -823,7 +853,7 @@ def generate(task: str, out_dir, n: int, seed: int = 0, size: int = 352, n_test:
     return out
 
 
-_PARAM_KEYS = ("task", "n", "seed", "size", "n_test")
+_PARAM_KEYS = ("task", "n", "seed", "size", "n_test", "difficulty")
 
 
 def _count_files(folder: Path) -> int:
@@ -831,16 +861,18 @@ def _count_files(folder: Path) -> int:
 
 
 def ensure_synthetic(task: str, root, n: int, seed: int = 0, size: int = 352, n_test: int | None = None,
-                     progress: bool = True, workers: int | None = None) -> Path:
+                     progress: bool = True, workers: int | None = None, difficulty: str = "realistic") -> Path:
     """Return ``root`` holding the synthetic ``task`` dataset with these parameters, generating it if absent.
 
     Idempotent: when ``root`` already holds a dataset made with the same parameters (its ``m2s_synthetic.json``
     manifest) and the file counts on disk match, nothing is done. When ``root`` holds anything else, a
     :class:`SyntheticDataError` names the folder and asks for another root; nothing is ever deleted.
     """
-    _check_params(task, n, size, n_test)
+    _check_params(task, n, size, n_test, difficulty)
     n_test_eff = 0 if task == "busi" else (default_n_test(task, int(n)) if n_test is None else int(n_test))
-    want = {"task": task, "n": int(n), "seed": int(seed), "size": int(size), "n_test": n_test_eff}
+    difficulty = difficulty if task == "polyp" else "realistic"
+    want = {"task": task, "n": int(n), "seed": int(seed), "size": int(size), "n_test": n_test_eff,
+            "difficulty": difficulty}
     root = Path(root).expanduser()
     manifest_path = root / MANIFEST
     if manifest_path.is_file():
@@ -849,6 +881,7 @@ def ensure_synthetic(task: str, root, n: int, seed: int = 0, size: int = 352, n_
         except (OSError, ValueError) as err:
             raise SyntheticDataError(f"{manifest_path} is unreadable ({err}); use another root folder") from err
         have_params = {k: have.get(k) for k in _PARAM_KEYS}
+        have_params["difficulty"] = have.get("difficulty", "realistic")  # manifests written before the setting
         if have_params != want:
             diff = ", ".join(f"{k}={have_params[k]!r} (asked {want[k]!r})" for k in _PARAM_KEYS
                              if have_params[k] != want[k])
@@ -871,7 +904,29 @@ def ensure_synthetic(task: str, root, n: int, seed: int = 0, size: int = 352, n_
         raise SyntheticDataError(
             f"{root} exists and is not a synthetic dataset made by this library (no {MANIFEST}); nothing was "
             "written. Pass another root folder.")
-    return generate(task, root, n, seed=seed, size=size, n_test=n_test_eff, progress=progress, workers=workers)
+    return generate(task, root, n, seed=seed, size=size, n_test=n_test_eff, progress=progress, workers=workers,
+                    difficulty=difficulty)
+
+
+def dataset_name(task: str, n: int, n_test: int | None, seed: int = 0, size: int = 352,
+                 difficulty: str = "realistic") -> str:
+    """The folder name ``m2s train``, ``make reproduce`` and the benchmarks give a synthetic dataset, e.g.
+    ``synthetic-polyp-n400-t20-s0-128px-teaching`` (no suffix for the realistic level)."""
+    suffix = "" if difficulty == "realistic" or task != "polyp" else f"-{difficulty}"
+    return f"synthetic-{task}-n{n}-t{n_test}-s{seed}-{size}px{suffix}"
+
+
+def ensure_dataset(task: str, root, n: int, seed: int = 0, size: int = 352, n_test: int | None = None,
+                   difficulty: str = "realistic", progress: bool = True) -> tuple[Path, str]:
+    """The notebooks' data rule: ``root`` holding a real dataset is used as it is; a missing or empty ``root``, or
+    one holding a synthetic set, gets the synthetic ``task`` set (:func:`ensure_synthetic`). Returns
+    ``(root, "real" | "synthetic")``."""
+    root = Path(root).expanduser()
+    empty = not root.exists() or (root.is_dir() and not any(root.iterdir()))
+    if not empty and not (root / MANIFEST).is_file():
+        return root, "real"
+    ensure_synthetic(task, root, n, seed=seed, size=size, n_test=n_test, progress=progress, difficulty=difficulty)
+    return root, "synthetic"
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from .config import Config, get_profile
 __all__ = [
     "METRICS_COLUMNS",
     "CHECKPOINT_FORMAT",
+    "RUN_FILES",
     "NonFiniteLossError",
     "RunExistsError",
     "TriangularSchedule",
@@ -85,19 +86,27 @@ class RunExistsError(RuntimeError):
 # ---------------------------------------------------------------------------------------------------------------
 # Schedule, optimiser, devices, seeds
 # ---------------------------------------------------------------------------------------------------------------
-def lr_factor(index: int, total: int) -> float:
-    """The authors' triangle ``1 − |2(i+1)/(T+1) − 1|`` for period ``i`` of ``T`` (0-based; never below 0)."""
-    return max(0.0, 1.0 - abs(2.0 * (index + 1) / (total + 1) - 1.0))
+def lr_factor(index: int, total: int, peak: float = 0.5) -> float:
+    """The authors' triangle ``1 − |2(i+1)/(T+1) − 1|`` for period ``i`` of ``T`` (0-based; never below 0).
+
+    ``peak`` moves the top of the triangle to the fraction ``x = (i+1)/(T+1) = peak`` of the run (rising ``x/peak``,
+    then falling ``(1−x)/(1−peak)``); the default 0.5 is the authors' formula exactly.
+    """
+    x = (index + 1) / (total + 1)
+    if peak == 0.5:
+        return max(0.0, 1.0 - abs(2.0 * x - 1.0))
+    return max(0.0, min(x / peak, (1.0 - x) / (1.0 - peak)))
 
 
 class TriangularSchedule:
-    """Picklable multiplier for ``LambdaLR``: ``lr_factor(k, total)`` (``total`` epochs or optimiser steps)."""
+    """Picklable multiplier for ``LambdaLR``: ``lr_factor(k, total, peak)`` (``total`` epochs or optimiser steps)."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, peak: float = 0.5):
         self.total = int(total)
+        self.peak = float(peak)
 
     def __call__(self, k: int) -> float:
-        return lr_factor(k, self.total)
+        return lr_factor(k, self.total, self.peak)
 
 
 class ConstantSchedule:
@@ -182,7 +191,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config, steps_per_epo
         fn: Callable[[int], float] = ConstantSchedule()
     else:
         total = o.epochs if o.schedule_unit == "epoch" else o.epochs * max(1, steps_per_epoch)
-        fn = TriangularSchedule(total)
+        fn = TriangularSchedule(total, o.warmup_fraction)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=[fn, fn])
 
 
@@ -200,16 +209,17 @@ def _resolve_data_root(cfg: Config, log: Callable[[str], None] = print) -> Path:
                 "--data-root at it, or leave --data-root out to train on synthetic data"
             )
         return root
-    from .synthetic import ensure_synthetic
+    from .synthetic import dataset_name, ensure_synthetic
 
     n_test = d.synthetic_n_test if d.task != "busi" else None
-    name = f"synthetic-{d.task}-n{d.synthetic_n}-t{d.synthetic_n_test}-s{d.synthetic_seed}-{d.synthetic_size}px"
+    name = dataset_name(d.task, d.synthetic_n, d.synthetic_n_test, d.synthetic_seed, d.synthetic_size,
+                        d.synthetic_difficulty)
     root = Path(d.synthetic_dir).expanduser() / name
     rank, _, _ = distributed_info()
     if rank == 0:
         log(f"no data root given: using synthetic {d.task} data in {root}")
         ensure_synthetic(d.task, root, d.synthetic_n, seed=d.synthetic_seed, size=d.synthetic_size,
-                         n_test=n_test, progress=False)  # fmt: skip
+                         n_test=n_test, progress=False, difficulty=d.synthetic_difficulty)  # fmt: skip
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
     return root

@@ -119,3 +119,4 @@ def test_imagenet_weights_offline_give_one_clear_error(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120).stdout
     assert out.startswith("EncoderWeightsError |"), out
     assert "encoder_weights='/path/to/weights.pth'" in out and "encoder_weights=None" in out
+    assert "not cached" in out and "offline" in out, "the probe must answer before timm's downloader retries"

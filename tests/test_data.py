@@ -223,6 +223,9 @@ def test_train_sizes_for():
     assert train_sizes_for(320) == (192, 224, 256, 288, 320)
     assert train_sizes_for(64) == (40, 48, 56, 64)  # multiples of 8, as the training config requires
     assert train_sizes_for(64, multiple=1) == (40, 48, 52, 60, 64)
+    # never below the config's 32-px minimum, and the base itself always comes last
+    assert train_sizes_for(40) == (32, 40) and train_sizes_for(32) == (32,)
+    assert train_sizes_for(40, minimum=8) == (24, 32, 40)
     for base in (96, 128, 200, 256, 512):
         sizes = train_sizes_for(base)
         assert len(sizes) == 5 and sizes[-1] == base and list(sizes) == sorted(set(sizes))

@@ -40,7 +40,8 @@ def test_parameter_tables_name_real_parameters(profile: str):
     for table in reproduce.PROFILE_PARAMETERS.values():
         assert set(table) <= names, set(table) - names
     context = reproduce.build_context(profile, ROOT / "runs" / "x", CI_DATA,
-                                      {"synthetic_n": 16, "synthetic_n_test": 4, "synthetic_size": 96, "synthetic_seed": 0},
+                                      {"synthetic_n": 16, "synthetic_n_test": 4, "synthetic_size": 96, "synthetic_seed": 0,
+                                       "synthetic_difficulty": "teaching"},
                                       "cpu")  # fmt: skip
     for notebook in NOTEBOOKS:
         params = reproduce.notebook_parameters(notebook, profile, context)
@@ -52,7 +53,7 @@ def test_parameter_tables_name_real_parameters(profile: str):
 def test_unknown_parameter_is_refused(tmp_path: Path):
     nb06 = next(p for p in NOTEBOOKS if p.name == "06_training.ipynb")
     context = reproduce.build_context("tiny", tmp_path, CI_DATA, dict.fromkeys(
-        ("synthetic_n", "synthetic_n_test", "synthetic_size", "synthetic_seed"), 0), "cpu")  # fmt: skip
+        reproduce.SYNTHETIC_KEYS, 0), "cpu")  # fmt: skip
     with pytest.raises(reproduce.ParameterError, match=r"'epochz' \(did you mean 'epochs'\?\)"):
         reproduce.notebook_parameters(nb06, "tiny", context, {"epochz": 3})
     with pytest.raises(reproduce.ParameterError, match="NOTEBOOK:NAME=VALUE"):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +167,45 @@ def test_polyp_is_not_a_colour_threshold(style):
     best_global, best_oracle = _best_threshold_dice(images, masks)
     assert best_global < 0.6
     assert best_oracle < 0.6
+
+
+def test_teaching_difficulty_makes_polyps_stand_out(tmp_path):
+    for name, style in S.POLYP_STYLES.items():
+        easy = S.polyp_style(name, "teaching")
+        assert easy.contrast == pytest.approx(style.contrast * S.TEACHING_CONTRAST_GAIN)
+        assert easy.area[0] >= S.TEACHING_MIN_AREA and easy.area[1] >= style.area[1]
+        assert (easy.aspect, easy.frame, easy.blur, easy.tint) == (style.aspect, style.frame, style.blur, style.tint)
+        assert S.polyp_style(name) == style
+    with pytest.raises(S.SyntheticDataError, match="unknown difficulty 'hard': choose one of realistic, teaching"):
+        S.polyp_style("Kvasir", "hard")
+    # measurably easier: the best colour threshold separates teaching polyps better than realistic ones
+    scores = {}
+    for level in S.DIFFICULTIES:
+        pairs = [S.polyp_sample(np.random.default_rng([11, i]), 128, S.polyp_style("Kvasir", level)) for i in range(16)]
+        scores[level] = _best_threshold_dice([im for im, _ in pairs], [m > 0 for _, m in pairs])[0]
+    assert scores["teaching"] > scores["realistic"] + 0.05, scores
+
+
+def test_difficulty_is_recorded_and_never_mixed_up(tmp_path):
+    root = tmp_path / "p"
+    assert S.ensure_dataset("polyp", root, n=2, size=48, n_test=1, difficulty="teaching", progress=False) == (
+        root, "synthetic")
+    assert json.loads((root / S.MANIFEST).read_text())["difficulty"] == "teaching"
+    with pytest.raises(S.SyntheticDataError, match=r"difficulty='teaching' \(asked 'realistic'\)"):
+        S.ensure_synthetic("polyp", root, n=2, size=48, n_test=1, progress=False)
+    # manifests written before the setting existed hold realistic data
+    old = tmp_path / "old"
+    S.ensure_synthetic("polyp", old, n=2, size=48, n_test=1, progress=False)
+    manifest = json.loads((old / S.MANIFEST).read_text())
+    del manifest["difficulty"]
+    (old / S.MANIFEST).write_text(json.dumps(manifest))
+    assert S.ensure_synthetic("polyp", old, n=2, size=48, n_test=1, progress=False) == old
+    # a folder without a manifest is somebody's real data: used as it is, nothing written
+    real = tmp_path / "real"
+    (real / "TrainDataset").mkdir(parents=True)
+    assert S.ensure_dataset("polyp", real, n=2) == (real, "real") and len(list(real.iterdir())) == 1
+    assert S.dataset_name("polyp", 400, 20, 0, 128, "teaching") == "synthetic-polyp-n400-t20-s0-128px-teaching"
+    assert S.dataset_name("covid", 400, 20, 0, 128, "teaching") == "synthetic-covid-n400-t20-s0-128px"
 
 
 def test_polyp_size_count_and_test_set_statistics():

@@ -60,6 +60,15 @@ def test_lr_factor_is_the_authors_triangle():
     assert factors[:25] == sorted(factors[:25]) and factors[25:] == sorted(factors[25:], reverse=True)
 
 
+def test_lr_factor_peak_moves_the_top_of_the_triangle():
+    T, peak = 99, 0.2  # x = (i+1)/100
+    factors = [lr_factor(i, T, peak) for i in range(T)]
+    assert factors[19] == pytest.approx(1.0) and max(factors) == pytest.approx(1.0)  # x = 0.2
+    assert factors[9] == pytest.approx(0.1 / 0.2) and factors[59] == pytest.approx(0.4 / 0.8)
+    assert factors[:20] == sorted(factors[:20]) and factors[19:] == sorted(factors[19:], reverse=True)
+    assert [lr_factor(i, 50, 0.5) for i in range(50)] == [lr_factor(i, 50) for i in range(50)]
+
+
 @pytest.mark.parametrize("unit", ["epoch", "step"])
 def test_scheduler_follows_the_formula_and_keeps_encoder_at_a_tenth(unit):
     cfg = get_profile("paper-polyp").override({"optim.epochs": 5, "optim.schedule_unit": unit})
