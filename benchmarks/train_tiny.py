@@ -3,8 +3,9 @@
     OMP_NUM_THREADS=2 python benchmarks/train_tiny.py                 # 400 train / 5 × 20 test images
     python benchmarks/train_tiny.py --epochs 4 optim.lr=0.1           # profile overrides as for `m2s train`
 
-The data is generated once (``m2s_lib.synthetic``) under ``--data-dir``. After each epoch the model is scored on
-the five synthetic test sets at their original size: the PraNet protocol's mean Dice over 256 thresholds (the
+The data is generated once (``m2s_lib.synthetic``) under ``--data-dir``, at the profile's difficulty (``tiny``:
+``teaching``; ``data.synthetic_difficulty=realistic`` measures the harder level, see docs/data.md). After each
+epoch the model is scored on the five synthetic test sets at their original size: the PraNet protocol's mean Dice over 256 thresholds (the
 paper's table metric, the one the target refers to), per set and over all test images, and the Dice of the
 map thresholded at 0.5. Training time excludes that scoring (printed separately).
 The issue's target: test Dice ≥ 0.85 within 6 minutes of training on 2 CPU cores.
@@ -44,13 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     from m2s_lib.data import SegmentationFolder, find_test_sets, load_mask
     from m2s_lib.evaluate import predict_dataset
     from m2s_lib.metrics import BinaryMetrics, PolypMetrics
-    from m2s_lib.synthetic import ensure_synthetic
+    from m2s_lib.synthetic import dataset_name, ensure_synthetic
     from m2s_lib.train import Trainer
 
     cfg = load_config(profile=args.profile, overrides=args.overrides)
     d = cfg.data
-    root = Path(args.data_dir) / (f"synthetic-polyp-n{args.n_train}-t{args.n_test}-s{d.synthetic_seed}-"
-                                  f"{d.synthetic_size}px-{d.synthetic_difficulty}")
+    root = Path(args.data_dir) / dataset_name("polyp", args.n_train, args.n_test, d.synthetic_seed, d.synthetic_size,
+                                              d.synthetic_difficulty)
     t0 = time.perf_counter()
     ensure_synthetic("polyp", root, args.n_train, seed=d.synthetic_seed, size=d.synthetic_size, n_test=args.n_test,
                      progress=False, difficulty=d.synthetic_difficulty)  # fmt: skip

@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--size", type=int, default=352, help="image width in pixels (default 352)")
     s.add_argument("--n-test", type=int, default=None, dest="n_test",
                    help="images per test set (default n // 5, at least 1; ignored for busi)")
+    s.add_argument("--difficulty", default="realistic", choices=["realistic", "teaching"],
+                   help="polyp only: realistic (default) or teaching (polyps stand out more; the tiny profile's data)")
     s.add_argument("--workers", type=int, default=None, help="worker processes (default 2 for large sets)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=run_synth)
@@ -84,7 +86,7 @@ def run_synth(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     existed = (Path(args.out) / MANIFEST).is_file()
     root = ensure_synthetic(args.task, args.out, n=args.n, seed=args.seed, size=args.size, n_test=args.n_test,
-                            progress=not args.quiet, workers=args.workers)
+                            progress=not args.quiet, workers=args.workers, difficulty=args.difficulty)
     dt = time.perf_counter() - t0
     if existed:
         print(f"{root} already holds this synthetic {args.task} dataset; nothing to do")

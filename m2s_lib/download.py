@@ -46,6 +46,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .atomic import write_text
+
 __all__ = [
     "CHECKSUMS_PATH",
     "DATASETS",
@@ -221,18 +223,6 @@ def file_digest(path: Path, chunk: int = 1 << 20) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def load_checksums(path: Path | None = None) -> dict[str, dict]:
     """The recorded archive sizes and sha256 digests ({} when the table is not available)."""
     path = CHECKSUMS_PATH if path is None else Path(path)
@@ -255,7 +245,7 @@ def record_checksum(part: str, size: int, sha256: str, path: Path | None = None)
             entry[key] = value
             changed = True
     if changed:
-        _atomic_write_text(Path(path), json.dumps(table, indent=2, sort_keys=True) + "\n")
+        write_text(Path(path), json.dumps(table, indent=2, sort_keys=True) + "\n")
     return changed
 
 
@@ -268,7 +258,7 @@ def _read_state(root: Path) -> dict:
 
 
 def _write_state(root: Path, state: dict) -> None:
-    _atomic_write_text(root / STATE_FILE, json.dumps(state, indent=2, sort_keys=True) + "\n")
+    write_text(root / STATE_FILE, json.dumps(state, indent=2, sort_keys=True) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------------------

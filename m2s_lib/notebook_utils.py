@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .atomic import write_bytes, write_text
 from .backbones import imagenet_weights_available, is_online  # noqa: F401  re-exported for the notebooks
 from .viz import show_figure  # re-exported: notebooks call nbu.show_figure
 
@@ -172,16 +173,14 @@ class NotebookOutputs:
         self._index.append(
             {"kind": kind, "name": name, "files": [p.name for p in files], "caption": caption or ""}
         )
-        (self.folder / "outputs.json").write_text(json.dumps(self._index, indent=2) + "\n")
+        write_text(self.folder / "outputs.json", json.dumps(self._index, indent=2) + "\n")
 
     def figure(self, fig, name: str, caption: str | None = None, dpi: int = 110) -> None:
         """Show ``fig`` (and save it as ``<name>.png`` when saving), then close it. Rendered once for both."""
         png = show_figure(fig, dpi)
         if self.folder is not None:
             path = self.folder / f"{name}.png"
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(png)
-            os.replace(tmp, path)  # atomic: a report never picks up half a PNG
+            write_bytes(path, png)  # atomic: a report never picks up half a PNG
             self._record("figure", name, [path], caption)
 
     def table(self, df, name: str, caption: str | None = None, floatfmt: str = ".4g"):

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from . import nbcheck
+from .atomic import write_text
 
 __all__ = [
     "PROFILE_PARAMETERS",
@@ -269,10 +270,7 @@ def _clock(seconds: float) -> str:
 
 
 def _save_state(run_dir: Path, state: dict) -> None:
-    path = run_dir / STATE_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(state, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_text(run_dir / STATE_FILE, json.dumps(state, indent=2, default=str) + "\n")
 
 
 def link_latest(run_dir: Path) -> Path:

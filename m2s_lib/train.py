@@ -30,7 +30,6 @@ import contextlib
 import math
 import os
 import random
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -43,6 +42,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 
+from .atomic import atomic_path, copy_file
 from .config import Config, get_profile
 
 __all__ = [
@@ -281,23 +281,8 @@ def _names(batch: dict, limit: int = 16) -> list[str]:
 # Checkpoints
 # ---------------------------------------------------------------------------------------------------------------
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _atomic_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -663,13 +648,11 @@ class Trainer:
         path = self.out / "metrics.csv"
         rows = self.history if rewrite else self.history[-1:]
         if rewrite or not path.exists():
-            tmp = path.with_name(".metrics.csv.tmp")
-            with open(tmp, "w", newline="") as fh:
+            with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
                 writer = csv.DictWriter(fh, fieldnames=METRICS_COLUMNS, extrasaction="ignore")
                 writer.writeheader()
                 for row in self.history if rewrite else rows:
                     writer.writerow(_csv_row(row))
-            os.replace(tmp, path)
             return
         with open(path, "a", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=METRICS_COLUMNS, extrasaction="ignore")
@@ -874,7 +857,7 @@ class Trainer:
                 if self.out is not None:
                     last = self.save_checkpoint(self.out / "last.pt")
                     if improved and self.is_main:
-                        _atomic_copy(last, self.out / "best.pt")
+                        copy_file(last, self.out / "best.pt")
                     self.last_good_checkpoint = last
                     if self.is_main:
                         self._write_metrics_csv()

@@ -17,7 +17,6 @@ Tensors may live on any device and carry a batch dimension (``index`` picks the 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from matplotlib import colors as mcolors
 
+from .atomic import atomic_path
 from .constants import IMAGENET_MEAN, IMAGENET_STD
 from .mmsm import NUM_LEVELS, ce_key, ms_key, unit_name
 from .subtraction import upsample_like
@@ -675,16 +675,6 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120, **savefig_
     fmt = savefig_kwargs.pop("format", path.suffix.lstrip(".").lower())
     if fig.get_layout_engine() is None:  # figures made here already fit their canvas (constrained layout)
         savefig_kwargs.setdefault("bbox_inches", "tight")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format=fmt, dpi=dpi, **savefig_kwargs)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        fig.savefig(handle, format=fmt, dpi=dpi, **savefig_kwargs)
     return path

@@ -264,3 +264,14 @@ def test_gallery_and_mask_statistics(synth_root):
     assert len(stats) == 8 + 5 * 3
     assert stats["area_fraction"].between(0, 1).all() and (stats["components"] >= 0).all()
     assert set(stats["split"]) == {"TrainDataset", *(f"TestDataset/{s}" for s in S.POLYP_TEST_SETS)}
+
+
+def test_cli_synth_writes_the_asked_difficulty_once(tmp_path, capsys):
+    from m2s_lib.cli import main
+
+    out = tmp_path / "teach"
+    args = ["data", "synth", "--task", "polyp", "--n", "2", "--size", "48", "--n-test", "1", "--quiet",
+            "--difficulty", "teaching", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0 and "wrote synthetic polyp dataset" in capsys.readouterr().out
+    assert json.loads((out / S.MANIFEST).read_text())["difficulty"] == "teaching"
+    assert main(args) == 0 and "nothing to do" in capsys.readouterr().out
