@@ -28,6 +28,10 @@ def test_tiny_profile_is_offline_and_light():
     assert t.model.encoder_name == "resnet18d" and t.data.root is None and t.data.size < 352
     assert max(t.data.train_sizes) == t.data.size and t.data.val_fraction > 0
     assert set(profile_overrides("tiny")) == set(PROFILES["tiny"])
+    # calibrated together (docs/data.md): the teaching polyps and a short warm-up; the paper keeps the triangle
+    assert t.data.synthetic_difficulty == "teaching" and t.optim.warmup_fraction == 0.2
+    assert get_profile("paper-polyp").optim.warmup_fraction == 0.5
+    assert get_profile("paper-polyp").data.synthetic_difficulty == "realistic"
 
 
 def test_overrides_are_coerced_to_the_field_types():
@@ -56,7 +60,9 @@ def test_unknown_key_suggests_the_closest(key, suggestion):
     "item,match",
     [("optim.epochs=abc", "not a valid int"), ("optim.epochs=2.5", "not a valid int"),
      ("run.amp=maybe", "not a valid bool"), ("model.name=unet", "not one of"), ("data.size=100", "multiple of 8"),
-     ("optim.lr", "key=value"), ("data.val_fraction=1.5", r"\[0, 1\)"), ("model.classes=0", "≥ 1")],
+     ("optim.lr", "key=value"), ("data.val_fraction=1.5", r"\[0, 1\)"), ("model.classes=0", "≥ 1"),
+     ("optim.warmup_fraction=1", r"warmup_fraction=1.0 must be in \(0, 1\)"),
+     ("data.synthetic_difficulty=easy", r"'easy' is not one of \['realistic', 'teaching'\]")],
 )  # fmt: skip
 def test_bad_values_are_explained(item, match):
     with pytest.raises(ConfigError, match=match):
