@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
+from .atomic import write_text
 from .config import Config
 from .metrics import (
     BUSI_COLUMNS,
@@ -243,8 +244,7 @@ def evaluate_sets(
         )  # fmt: skip
         rows[name] = scores
         if out is not None:
-            (Path(out) / "per_image").mkdir(parents=True, exist_ok=True)
-            per_image.to_csv(Path(out) / "per_image" / f"{name}.csv", index=False)
+            write_text(Path(out) / "per_image" / f"{name}.csv", per_image.to_csv(index=False))
     columns = RESULT_COLUMNS.get(task) if getattr(model, "classes", 1) == 1 else None
     if measures is not None and columns is not None:
         columns = tuple(c for c in columns if c in measures)
@@ -262,12 +262,11 @@ def _protocol(task: str, protocol: str | None, classes: int) -> str:
 def write_tables(results: pd.DataFrame, out: str | os.PathLike, task: str = "polyp", title: str | None = None) -> None:
     """``results.csv`` and ``results.md`` (with the Table 1 layout for polyp sets) in ``out``."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    results.to_csv(out / "results.csv", index=False, float_format="%.4f")
+    write_text(out / "results.csv", results.to_csv(index=False, float_format="%.4f"))
     parts = [to_markdown(results, floatfmt=".4f", title=title or "Results per test set")]
     if task == "polyp" and "mDice" in results.columns:
         parts.append(to_markdown(table1(results), floatfmt=".3f", title="Table 1 layout"))
-    (out / "results.md").write_text("\n".join(parts))
+    write_text(out / "results.md", "\n".join(parts))
 
 
 def evaluate_checkpoint(
@@ -411,5 +410,5 @@ def predict_files(
         rows.append({"name": stem, "height": h, "width": w, "foreground": fg, "input": str(path),
                      "mask": str(out / "masks" / f"{stem}.png"), "overlay": str(out / "overlays" / f"{stem}.png")})
     df = pd.DataFrame(rows)
-    df.to_csv(out / "predictions.csv", index=False)
+    write_text(out / "predictions.csv", df.to_csv(index=False))
     return df

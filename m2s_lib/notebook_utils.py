@@ -187,12 +187,12 @@ class NotebookOutputs:
         """Save a pandas DataFrame as ``<name>.csv`` and ``<name>.md`` (when saving); return it for display."""
         if self.folder is not None:
             csv, md = self.folder / f"{name}.csv", self.folder / f"{name}.md"
-            df.to_csv(csv)
+            write_text(csv, df.to_csv())
             try:
                 text = df.to_markdown(floatfmt=floatfmt)
             except ImportError:  # tabulate missing: plain text is still readable
                 text = df.to_string()
-            md.write_text((f"**{caption}**\n\n" if caption else "") + text + "\n")
+            write_text(md, (f"**{caption}**\n\n" if caption else "") + text + "\n")
             self._record("table", name, [csv, md], caption)
         return df
 

@@ -74,9 +74,7 @@ class Ref:
 
 
 SYNTHETIC_KEYS = ("synthetic_n", "synthetic_n_test", "synthetic_size", "synthetic_seed", "synthetic_difficulty")
-_DATA = {"data_root": Ref("data_root"), "synthetic_n": Ref("synthetic_n"), "synthetic_n_test": Ref("synthetic_n_test"),
-         "synthetic_size": Ref("synthetic_size"), "synthetic_seed": Ref("synthetic_seed"),
-         "synthetic_difficulty": Ref("synthetic_difficulty")}  # fmt: skip
+_DATA = {"data_root": Ref("data_root"), **{k: Ref(k) for k in SYNTHETIC_KEYS}}
 
 # Parameters every notebook gets when it has them.
 COMMON_PARAMETERS: dict[str, Any] = {"run_dir": Ref("run_dir"), "device": Ref("device")}
@@ -116,13 +114,6 @@ class ParameterError(ValueError):
 # ---------------------------------------------------------------------------------------------------------------
 # Context and parameters
 # ---------------------------------------------------------------------------------------------------------------
-def _synthetic_manifest(root: Path) -> dict | None:
-    from .synthetic import MANIFEST
-
-    path = root / MANIFEST
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def resolve_data(profile: str, data_root: str | None, data_dir: str | os.PathLike, log=print) -> tuple[Path, dict]:
     """The polyp data root of the run and a description of it (``source``, synthetic parameters).
 
@@ -130,7 +121,7 @@ def resolve_data(profile: str, data_root: str | None, data_dir: str | os.PathLik
     once under ``data_dir`` with the name ``m2s train`` would give it.
     """
     from .config import get_profile
-    from .synthetic import dataset_name, ensure_synthetic
+    from .synthetic import dataset_name, ensure_synthetic, read_manifest
 
     d = get_profile(profile).data
     if data_root is not None:
@@ -152,11 +143,11 @@ def resolve_data(profile: str, data_root: str | None, data_dir: str | os.PathLik
                          n_test=d.synthetic_n_test, progress=False, difficulty=d.synthetic_difficulty)  # fmt: skip
         if fresh:
             log(f"  done in {time.perf_counter() - start:.0f} s")
-    manifest = _synthetic_manifest(root)
+    manifest = read_manifest(root)
     if manifest is not None:
         info = {"source": "synthetic", "synthetic_n": manifest["n"], "synthetic_n_test": manifest["n_test"],
                 "synthetic_size": manifest["size"], "synthetic_seed": manifest["seed"],
-                "synthetic_difficulty": manifest.get("difficulty", "realistic")}  # fmt: skip
+                "synthetic_difficulty": manifest["difficulty"]}  # fmt: skip
     else:  # a real dataset: the synthetic_* parameters are not used, the notebooks read the folder as it is
         info = {"source": "real", "synthetic_n": d.synthetic_n, "synthetic_n_test": d.synthetic_n_test,
                 "synthetic_size": d.synthetic_size, "synthetic_seed": d.synthetic_seed,
@@ -327,19 +318,26 @@ def environment(device: str, profile: str, data_root: Path, data_info: Mapping[s
     env["cpu"] = f"{_cpu_model()}, {os.cpu_count()} logical cores"
     env["working tree"] = _git_changes()
     env["MKL_NUM_THREADS"] = os.environ.get("MKL_NUM_THREADS", "unset")
-    try:
-        env["load average at the start (1/5/15 min)"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        pass
+    load = _load_average()
+    if load:
+        env["load average at the start (1/5/15 min)"] = load
     env["profile"] = profile
     if data_info.get("source") == "synthetic":
         env["data"] = (f"SYNTHETIC polyps in {data_root} ({data_info['synthetic_n']} training images, "
                        f"{data_info['synthetic_n_test']} per test set, {data_info['synthetic_size']} px, seed "
-                       f"{data_info['synthetic_seed']}, {data_info.get('synthetic_difficulty', 'realistic')} "
+                       f"{data_info['synthetic_seed']}, {data_info['synthetic_difficulty']} "
                        "difficulty)")
     else:
         env["data"] = f"real polyp data in {data_root}"
     return env
+
+
+def _load_average() -> str | None:
+    """``"1.26 / 1.34 / 1.43"`` (1, 5, 15 minutes), or ``None`` where the system does not tell."""
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return None
 
 
 def _cpu_model() -> str:
@@ -440,10 +438,8 @@ def write_report(run_dir: Path, state: Mapping[str, Any]) -> tuple[Path, Path]:
                 if md is not None and md.is_file():
                     lines += [md.read_text().strip(), ""]
     text = "\n".join(lines).rstrip() + "\n"
-    md_path = run_dir / "REPORT.md"
-    md_path.write_text(text)
-    html_path = run_dir / "REPORT.html"
-    html_path.write_text(_to_html(text, run_dir, f"M2SNet reproduction — {state.get('profile')}"))
+    md_path = write_text(run_dir / "REPORT.md", text)
+    html_path = write_text(run_dir / "REPORT.html", _to_html(text, run_dir, f"M2SNet reproduction — {state.get('profile')}"))
     return md_path, html_path
 
 
@@ -557,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ParameterError(f"--overrides {args.overrides} names notebooks that do not exist: {unknown_nb}")
             extra = _merge(extra, overrides)
         # Validate every notebook's parameters before anything runs (placeholder context: names only).
-        placeholder = build_context(profile, out_base / "RUN", Path("DATA"), {k: 0 for k in _DATA if k != "data_root"}, device)
+        placeholder = build_context(profile, out_base / "RUN", Path("DATA"), dict.fromkeys(SYNTHETIC_KEYS, 0), device)
         for nb in selected:
             notebook_parameters(nb, profile, placeholder, extra.get(nb.name))
     except (ValueError, FileNotFoundError) as err:  # ParameterError, ConfigError: a bad setting ends here, before any work
@@ -629,10 +625,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"      ok in {_clock(entry['seconds'])}", flush=True)
     finally:
         state["wall_s"] = float(previous.get("wall_s", 0.0)) + time.perf_counter() - start
-        try:
-            state["environment"]["load average at the end"] = " / ".join(f"{x:.2f}" for x in os.getloadavg())
-        except OSError:
-            pass
+        load = _load_average()
+        if load:
+            state["environment"]["load average at the end"] = load
         _save_state(run_dir, state)
         md, _ = write_report(run_dir, state)
         latest = link_latest(run_dir)

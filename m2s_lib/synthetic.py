@@ -84,6 +84,7 @@ __all__ = [
     "oct_sample",
     "polyp_sample",
     "polyp_style",
+    "read_manifest",
 ]
 
 TASKS = ("polyp", "busi", "covid", "oct")
@@ -238,19 +239,24 @@ POLYP_STYLES: dict[str, PolypStyle] = {
 }
 # Difficulty levels. "realistic": the styles above, as hard as the real data is for a from-scratch network (the best
 # colour threshold reaches Dice ~0.15). "teaching": the same scenes with polyps that stand out more (albedo/texture
-# contrast x TEACHING_CONTRAST_GAIN, none smaller than TEACHING_MIN_AREA of the frame) so that the CPU ``tiny``
+# contrast x TEACHING_CONTRAST_GAIN, the main polyp no smaller than TEACHING_MIN_AREA of the frame) so that the CPU ``tiny``
 # profile learns them in minutes (benchmarks/train_tiny.py); still far from trivial after one epoch.
 DIFFICULTIES = ("realistic", "teaching")
 TEACHING_CONTRAST_GAIN = 3.5
 TEACHING_MIN_AREA = 0.02
 
 
-def polyp_style(name: str, difficulty: str = "realistic") -> PolypStyle:
-    """The style imitating polyp dataset ``name`` (a key of ``POLYP_STYLES``) at ``difficulty``."""
+def _task_difficulty(task: str, difficulty: str) -> str:
+    """``difficulty`` checked, and as it applies to ``task``: the other tasks than polyp have one level, realistic."""
     if difficulty not in DIFFICULTIES:
         raise SyntheticDataError(f"unknown difficulty {difficulty!r}: choose one of {', '.join(DIFFICULTIES)}")
+    return difficulty if task == "polyp" else "realistic"
+
+
+def polyp_style(name: str, difficulty: str = "realistic") -> PolypStyle:
+    """The style imitating polyp dataset ``name`` (a key of ``POLYP_STYLES``) at ``difficulty``."""
     style = POLYP_STYLES[name]
-    if difficulty == "teaching":
+    if _task_difficulty("polyp", difficulty) == "teaching":
         lo, hi = style.area
         style = replace(style, contrast=style.contrast * TEACHING_CONTRAST_GAIN,
                         area=(max(lo, TEACHING_MIN_AREA), max(hi, 2 * TEACHING_MIN_AREA)))
@@ -763,11 +769,9 @@ def _plan(task: str, out: Path, n: int, seed: int, size: int, n_test: int, diffi
     return jobs
 
 
-def _check_params(task: str, n: int, size: int, n_test: int | None, difficulty: str = "realistic") -> None:
+def _check_params(task: str, n: int, size: int, n_test: int | None) -> None:
     if task not in TASKS:
         raise SyntheticDataError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
-    if difficulty not in DIFFICULTIES:
-        raise SyntheticDataError(f"unknown difficulty {difficulty!r}: choose one of {', '.join(DIFFICULTIES)}")
     if int(n) < 1:
         raise SyntheticDataError(f"n must be at least 1 (got {n})")
     if int(size) < 32:
@@ -790,8 +794,8 @@ def generate(task: str, out_dir, n: int, seed: int = 0, size: int = 352, n_test:
     ``difficulty`` (polyp only; the other tasks have one level): ``"realistic"`` or ``"teaching"`` (see
     :func:`polyp_style`). Returns ``out_dir`` as a Path. See the module docstring for the layouts.
     """
-    _check_params(task, n, size, n_test, difficulty)
-    difficulty = difficulty if task == "polyp" else "realistic"
+    _check_params(task, n, size, n_test)
+    difficulty = _task_difficulty(task, difficulty)
     n, size, seed = int(n), int(size), int(seed)
     n_test = default_n_test(task, n) if n_test is None else int(n_test)
     if task == "busi":
@@ -860,6 +864,20 @@ def _count_files(folder: Path) -> int:
     return sum(1 for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else 0
 
 
+def read_manifest(root) -> dict | None:
+    """The generator's manifest of the synthetic dataset in ``root`` (``None`` when ``root`` holds none). Manifests
+    written before the difficulty setting existed describe realistic data and say so here."""
+    path = Path(root).expanduser() / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise SyntheticDataError(f"{path} is unreadable ({err}); use another root folder") from err
+    manifest.setdefault("difficulty", "realistic")
+    return manifest
+
+
 def ensure_synthetic(task: str, root, n: int, seed: int = 0, size: int = 352, n_test: int | None = None,
                      progress: bool = True, workers: int | None = None, difficulty: str = "realistic") -> Path:
     """Return ``root`` holding the synthetic ``task`` dataset with these parameters, generating it if absent.
@@ -868,20 +886,15 @@ def ensure_synthetic(task: str, root, n: int, seed: int = 0, size: int = 352, n_
     manifest) and the file counts on disk match, nothing is done. When ``root`` holds anything else, a
     :class:`SyntheticDataError` names the folder and asks for another root; nothing is ever deleted.
     """
-    _check_params(task, n, size, n_test, difficulty)
+    _check_params(task, n, size, n_test)
     n_test_eff = 0 if task == "busi" else (default_n_test(task, int(n)) if n_test is None else int(n_test))
-    difficulty = difficulty if task == "polyp" else "realistic"
+    difficulty = _task_difficulty(task, difficulty)
     want = {"task": task, "n": int(n), "seed": int(seed), "size": int(size), "n_test": n_test_eff,
             "difficulty": difficulty}
     root = Path(root).expanduser()
-    manifest_path = root / MANIFEST
-    if manifest_path.is_file():
-        try:
-            have = json.loads(manifest_path.read_text())
-        except (OSError, ValueError) as err:
-            raise SyntheticDataError(f"{manifest_path} is unreadable ({err}); use another root folder") from err
+    have = read_manifest(root)
+    if have is not None:
         have_params = {k: have.get(k) for k in _PARAM_KEYS}
-        have_params["difficulty"] = have.get("difficulty", "realistic")  # manifests written before the setting
         if have_params != want:
             diff = ", ".join(f"{k}={have_params[k]!r} (asked {want[k]!r})" for k in _PARAM_KEYS
                              if have_params[k] != want[k])
@@ -912,7 +925,8 @@ def dataset_name(task: str, n: int, n_test: int | None, seed: int = 0, size: int
                  difficulty: str = "realistic") -> str:
     """The folder name ``m2s train``, ``make reproduce`` and the benchmarks give a synthetic dataset, e.g.
     ``synthetic-polyp-n400-t20-s0-128px-teaching`` (no suffix for the realistic level)."""
-    suffix = "" if difficulty == "realistic" or task != "polyp" else f"-{difficulty}"
+    difficulty = _task_difficulty(task, difficulty)
+    suffix = "" if difficulty == "realistic" else f"-{difficulty}"
     return f"synthetic-{task}-n{n}-t{n_test}-s{seed}-{size}px{suffix}"
 
 

@@ -609,8 +609,7 @@ class Trainer:
         """Write the full training state atomically (rank 0 only; other ranks return the path)."""
         path = Path(path)
         if self.is_main:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_save(self.state_dict(), path)
+            _atomic_save(self.state_dict(), path)  # creates the folder if needed
         return path
 
     def _restore(self, ckpt: dict[str, Any]) -> None:

@@ -671,7 +671,6 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120, **savefig_
     path = Path(path)
     if not path.suffix:
         path = path.with_suffix(".png")
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = savefig_kwargs.pop("format", path.suffix.lstrip(".").lower())
     if fig.get_layout_engine() is None:  # figures made here already fit their canvas (constrained layout)
         savefig_kwargs.setdefault("bbox_inches", "tight")
