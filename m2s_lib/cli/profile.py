@@ -27,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_profile(args: argparse.Namespace) -> int:
     import torch
 
-    from .model import build_model
-    from .profiling import profile_model
+    from ..model import build_model
+    from ..profiling import profile_model
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = build_model(args.model, encoder_name=args.encoder, classes=args.classes, msu_impl=args.msu_impl).to(device)

@@ -12,7 +12,7 @@ import sys
 __all__ = ["build_parser", "main"]
 
 # Modules that add sub-commands (each has ``register(subparsers)``), in the order they appear in ``--help``.
-COMMAND_MODULES = ("m2s_lib.cli_data", "m2s_lib.cli_train", "m2s_lib.cli_profile")
+COMMAND_MODULES = ("m2s_lib.cli.data", "m2s_lib.cli.train", "m2s_lib.cli.profile")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +50,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     return int(result or 0)
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

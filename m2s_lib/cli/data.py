@@ -81,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_synth(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .synthetic import MANIFEST, ensure_synthetic
+    from ..synthetic import MANIFEST, ensure_synthetic
 
     t0 = time.perf_counter()
     existed = (Path(args.out) / MANIFEST).is_file()
@@ -98,7 +98,7 @@ def run_synth(args: argparse.Namespace) -> int:
 def run_download(args: argparse.Namespace) -> int:
     import warnings
 
-    from .download import CountMismatchWarning, download
+    from ..download import CountMismatchWarning, download
 
     with warnings.catch_warnings():  # count mismatches are printed by download() itself
         warnings.simplefilter("ignore", CountMismatchWarning)
@@ -107,14 +107,14 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from .download import verify
+    from ..download import verify
 
     report = verify(args.name, args.root, deep=args.deep)
     return 0 if report["ok"] else 1
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from .download import list_datasets
+    from ..download import list_datasets
 
     print(list_datasets(), end="")
     return 0

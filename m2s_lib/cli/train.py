@@ -10,7 +10,7 @@ _FORMATTER = argparse.RawDescriptionHelpFormatter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from .config import PROFILES
+    from ..config import PROFILES
 
     # -- train ----------------------------------------------------------------------------------------------------
     p = sub.add_parser(
@@ -123,7 +123,7 @@ def resolve_train_config(args: argparse.Namespace):
     """The :class:`~m2s_lib.config.Config` that ``m2s train`` would use for these arguments."""
     from pathlib import Path
 
-    from .config import Config, load_config
+    from ..config import Config, load_config
 
     overrides = list(args.overrides or [])
     base_profile = args.profile
@@ -131,7 +131,7 @@ def resolve_train_config(args: argparse.Namespace):
     if args.resume and args.profile is None and args.config is None:
         if args.out is None:
             raise ValueError("--resume needs --out (the folder of the run to continue)")
-        from .train import load_checkpoint
+        from ..train import load_checkpoint
 
         last = Path(args.out) / "last.pt"
         if not last.is_file():
@@ -153,7 +153,7 @@ def resolve_train_config(args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .train import Trainer
+    from ..train import Trainer
 
     cfg = resolve_train_config(args)
     if args.print_config:
@@ -175,8 +175,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_checkpoint
-    from .metrics import to_markdown
+    from ..evaluate import evaluate_checkpoint
+    from ..metrics import to_markdown
 
     results = evaluate_checkpoint(
         args.checkpoint, args.data_root, args.out, size=args.size, protocol=args.protocol, sets=args.sets,
@@ -189,7 +189,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from .evaluate import load_model, predict_files
+    from ..evaluate import load_model, predict_files
 
     model, cfg = load_model(args.checkpoint, device=args.device, model=args.model, encoder_name=args.encoder)
     df = predict_files(
