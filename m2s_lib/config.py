@@ -46,6 +46,7 @@ __all__ = [
     "profile_names",
     "profile_overrides",
     "get_profile",
+    "resolve_profile",
     "load_config",
     "parse_overrides",
 ]
@@ -401,6 +402,19 @@ def profile_overrides(name: str) -> dict[str, Any]:
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"profile {name!r} does not exist.{hint} Profiles: {', '.join(PROFILES)}")
     return copy.deepcopy(PROFILES[name])
+
+
+def resolve_profile(name: str, device: Any = "cpu", task: str = "polyp") -> tuple[str, str]:
+    """``(profile name, why)``: ``"auto"`` is the paper's ``paper-<task>`` on CUDA and ``tiny`` elsewhere (CPU,
+    Apple MPS), so that a notebook's *Run All* finishes on a laptop; any other name is returned as asked."""
+    if name != "auto":
+        profile_overrides(name)  # an unknown name fails here, with the closest match
+        return name, "asked for explicitly"
+    kind = getattr(device, "type", str(device).split(":")[0])
+    if kind == "cuda":
+        return f"paper-{task}", f"profile='auto' on a CUDA device ({device}): the paper's full-size run"
+    return "tiny", (f"profile='auto' on {kind.upper()} ({device}): the paper's run would take days here, so the "
+                    "CPU-sized 'tiny' profile (minutes); set profile='paper-{task}' to insist")
 
 
 def get_profile(name: str) -> Config:
