@@ -414,7 +414,7 @@ def resolve_profile(name: str, device: Any = "cpu", task: str = "polyp") -> tupl
     if kind == "cuda":
         return f"paper-{task}", f"profile='auto' on a CUDA device ({device}): the paper's full-size run"
     return "tiny", (f"profile='auto' on {kind.upper()} ({device}): the paper's run would take days here, so the "
-                    "CPU-sized 'tiny' profile (minutes); set profile='paper-{task}' to insist")
+                    f"CPU-sized 'tiny' profile (minutes); set profile='paper-{task}' to insist")
 
 
 def get_profile(name: str) -> Config:
