@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", default="m2snet", choices=["m2snet", "msnet", "fpn"], help="network (default m2snet)")
     p.add_argument("--encoder", default="res2net50d", help="timm encoder name (default res2net50d, the paper's)")
-    p.add_argument("--size", type=int, default=352, help="square input size in pixels (default 352)")
+    p.add_argument("--size", type=int, nargs="+", default=None,
+                   help="square input size(s) in pixels (default: 256 352, Table 6's size next to the paper's 352)")
     p.add_argument("--msu-impl", default="fast", choices=["fast", "dense"], help="full-one filter form")
     p.add_argument("--classes", type=int, default=1, help="output channels (default 1)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -27,19 +28,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_profile(args: argparse.Namespace) -> int:
     import torch
 
+    from ..constants import TEST_SIZE
     from ..model import build_model
-    from ..profiling import profile_model
+    from ..profiling import TABLE6_GMACS, TABLE6_SIZE, profile_model
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = build_model(args.model, encoder_name=args.encoder, classes=args.classes, msu_impl=args.msu_impl).to(device)
+    sizes = args.size or [TABLE6_SIZE, TEST_SIZE]
     if args.summary:
         from torchinfo import summary
 
-        print(summary(model, input_size=(1, 3, args.size, args.size), device=device, depth=3, verbose=0))
-    prof = profile_model(model, args.model, args.size, latency=not args.no_latency, repeats=args.repeats)
-    latency = f"{prof.latency_ms:.1f} ms" if prof.latency_ms is not None else "not timed"
-    print(
-        f"{args.model} ({args.encoder}, msu_impl={args.msu_impl}) at {args.size}x{args.size} on {device}: "
-        f"{prof.params_m:.2f} M parameters, {prof.gmacs:.2f} GMACs, forward {latency}"
-    )
+        print(summary(model, input_size=(1, 3, sizes[-1], sizes[-1]), device=device, depth=3, verbose=0))
+    for size in sizes:
+        prof = profile_model(model, args.model, size, latency=not args.no_latency, repeats=args.repeats)
+        latency = f"{prof.latency_ms:.1f} ms" if prof.latency_ms is not None else "not timed"
+        paper = size == TABLE6_SIZE and args.encoder == "res2net50d" and args.model != "fpn"
+        note = f"  (Table 6's size: the paper prints {TABLE6_GMACS} G for MSNet and M2SNet)" if paper else ""
+        print(
+            f"{args.model} ({args.encoder}, msu_impl={args.msu_impl}) at {size}x{size} on {device}: "
+            f"{prof.params_m:.2f} M parameters, {prof.gmacs:.2f} GMACs, forward {latency}{note}"
+        )
     return 0
