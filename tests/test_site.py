@@ -240,6 +240,14 @@ def test_install_cell_clones_and_installs_when_missing(monkeypatch, tmp_path):
     assert sys.path[0] == repo
 
 
+def test_binder_builds_the_package_on_cpu_torch():
+    requirements = (ROOT / "binder" / "requirements.txt").read_text()
+    assert "download.pytorch.org/whl/cpu" in requirements and "torch" in requirements
+    post = ROOT / "binder" / "postBuild"
+    assert os.access(post, os.X_OK) and 'pip install --no-cache-dir -e ".[notebooks]"' in post.read_text()
+    assert badges.binder_url("00_setup_and_data.ipynb").endswith("/main?labpath=notebooks%2F00_setup_and_data.ipynb")
+
+
 def test_repository_url_must_be_a_github_repository(tmp_path):
     bad = tmp_path / "pyproject.toml"
     bad.write_text('[project]\nname = "x"\n[project.urls]\nRepository = "https://example.org/x"\n')

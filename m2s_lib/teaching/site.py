@@ -28,6 +28,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from warnings import catch_warnings, simplefilter
 
 from ..atomic import write_text
 from . import badges
@@ -339,9 +340,12 @@ def _sphinx(src: Path, out: Path, doctrees: Path, quiet: bool) -> list[str]:
 
     nocolor()
     warnings = io.StringIO()
-    app = Sphinx(str(src), str(src), str(out), str(doctrees), "html", status=None if quiet else sys.stdout,
-                 warning=warnings, freshenv=True, keep_going=True)  # fmt: skip
-    app.build()
+    with catch_warnings():  # the extensions' deprecation notices about Sphinx's own API are not the reader's concern
+        simplefilter("ignore", DeprecationWarning)
+        simplefilter("ignore", PendingDeprecationWarning)
+        app = Sphinx(str(src), str(src), str(out), str(doctrees), "html", status=None if quiet else sys.stdout,
+                     warning=warnings, freshenv=True, keep_going=True)  # fmt: skip
+        app.build()
     return [line for line in warnings.getvalue().splitlines() if line.strip()]
 
 
