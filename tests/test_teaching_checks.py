@@ -1,0 +1,135 @@
+"""The teaching notebooks' hand-written checks can fail.
+
+A notebook that builds something by hand and compares it with the library must break when the library changes.
+These tests execute the relevant cells of the committed notebooks *in this process* (so that the library can be
+patched) on small inputs, once as they are (the check passes) and once with one thing in the library changed (the
+check must fail, with its own message):
+
+* 07: the PraNet protocol by hand (cells tagged ``metrics-by-hand``) vs ``m2s_lib.metrics``; the library is made
+  to binarise at 128 thresholds instead of 256.
+
+Also: ``resolve_profile`` ("auto"), and ``m2s profile`` printing Table 6's 256×256 next to 352×352.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+NB07 = ROOT / "notebooks" / "07_evaluation.ipynb"
+
+
+def _cells(path: Path, ids: tuple[str, ...] = (), tag: str | None = None) -> list[tuple[str, str]]:
+    """``(cell id, source)`` of the code cells with the given ids and/or tag, in notebook order."""
+    nb = nbformat.read(path, as_version=4)
+    picked = [(c.get("id"), c.source) for c in nb.cells if c.cell_type == "code"
+              and (c.get("id") in ids or (tag is not None and tag in c.metadata.get("tags", [])))]  # fmt: skip
+    wanted = set(ids)
+    missing = wanted - {cid for cid, _ in picked}
+    assert not missing, f"{path.name} has no code cells with ids {sorted(missing)}"
+    return picked
+
+
+def _run(cells: list[tuple[str, str]], namespace: dict, path: Path) -> dict:
+    for cid, source in cells:
+        exec(compile(source, f"<{path.name} cell {cid}>", "exec"), namespace)
+    return namespace
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 07: the metrics by hand
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def scored_maps(tmp_path_factory) -> tuple[dict[str, Path], Path]:
+    """Two small test sets (images + masks) and 8-bit prediction maps for them, written like notebook 07's."""
+    base = tmp_path_factory.mktemp("nb07")
+    rng = np.random.default_rng(0)
+    test_sets, pred_dir = {}, base / "predictions"
+    yy, xx = np.mgrid[:48, :56]
+    for s, name in enumerate(("SetA", "SetB")):
+        folder = base / "data" / name
+        for sub in ("images", "masks"):
+            (folder / sub).mkdir(parents=True)
+        (pred_dir / name).mkdir(parents=True)
+        for i in range(3):
+            stem = f"{i:04d}"
+            gt = (yy - 20 - 3 * i) ** 2 + (xx - 28 + 4 * s) ** 2 < (9 + 2 * i) ** 2
+            Image.fromarray(rng.integers(0, 255, (48, 56, 3), dtype=np.uint8)).save(folder / "images" / f"{stem}.png")
+            Image.fromarray(gt.astype(np.uint8) * 255).save(folder / "masks" / f"{stem}.png")
+            prob = np.clip(0.55 * gt + rng.normal(0.25, 0.15, gt.shape), 0, 1)  # hesitant inside, noisy halo outside
+            Image.fromarray(np.rint(prob * 255).astype(np.uint8)).save(pred_dir / name / f"{stem}.png")
+        test_sets[name] = folder
+    return test_sets, pred_dir
+
+
+def _run_07_checks(test_sets: dict[str, Path], pred_dir: Path) -> dict:
+    ns: dict = {}
+    _run(_cells(NB07, ids=("2", "3")), ns, NB07)  # parameters, imports
+    ns.update(test_sets=test_sets, pred_dir=pred_dir)
+    cells = _cells(NB07, tag="metrics-by-hand")
+    assert [cid for cid, _ in cells][-1] == "hand-check", "the tagged cells must end with the comparison"
+    return _run(cells, ns, NB07)
+
+
+def _binarize_at(levels: int):
+    """A replacement for pysodmetrics' dynamic binarisation with ``levels`` thresholds instead of 256."""
+
+    def dynamically_binarizing(self, pred, gt, FG, BG):
+        q = (pred * (levels - 1)).astype(np.int64)
+        bins = np.arange(levels + 1)
+        tps = np.cumsum(np.flip(np.histogram(q[gt], bins=bins)[0]))
+        fps = np.cumsum(np.flip(np.histogram(q[~gt], bins=bins)[0]))
+        return {"tp": tps, "fp": fps, "tn": BG - fps, "fn": FG - tps}
+
+    return dynamically_binarizing
+
+
+def test_07_metrics_by_hand_match_the_library(scored_maps):
+    ns = _run_07_checks(*scored_maps)
+    assert ns["NUM_THRESHOLDS"] == 256 and len(ns["hand_images"]) == 6
+    assert set(ns["hand_sets"].index) == {"SetA", "SetB"}
+
+
+def test_07_check_fails_when_the_library_uses_another_threshold_count(scored_maps, monkeypatch):
+    import py_sod_metrics
+
+    monkeypatch.setattr(py_sod_metrics.FmeasureV2, "dynamically_binarizing", _binarize_at(128))
+    with pytest.raises(AssertionError, match="per-image mDice: hand-written and library values differ"):
+        _run_07_checks(*scored_maps)
+
+
+def test_07_patch_with_256_levels_changes_nothing(scored_maps, monkeypatch):
+    """The replacement itself is faithful: with 256 levels the check passes (so the failure above is the count)."""
+    import py_sod_metrics
+
+    monkeypatch.setattr(py_sod_metrics.FmeasureV2, "dynamically_binarizing", _binarize_at(256))
+    _run_07_checks(*scored_maps)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# profile "auto" and Table 6's size
+# ---------------------------------------------------------------------------------------------------------------
+def test_resolve_profile_auto():
+    import torch
+
+    from m2s_lib.config import ConfigError, resolve_profile
+
+    assert resolve_profile("auto", torch.device("cpu"))[0] == "tiny"
+    assert resolve_profile("auto", "mps")[0] == "tiny"
+    name, why = resolve_profile("auto", "cuda:1", task="covid")
+    assert name == "paper-covid" and "CUDA" in why
+    assert resolve_profile("paper-polyp", "cpu") == ("paper-polyp", "asked for explicitly")
+    with pytest.raises(ConfigError, match="Did you mean 'tiny'"):
+        resolve_profile("tinny", "cpu")
+
+
+def test_profile_command_shows_table6_size_next_to_352(capsys):
+    from m2s_lib.cli import main as m2s
+
+    assert m2s(["profile", "--model", "msnet", "--encoder", "resnet18d", "--no-latency"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "GMACs" in line]
+    assert [line.split(" at ")[1].split(" ")[0] for line in lines] == ["256x256", "352x352"], lines
