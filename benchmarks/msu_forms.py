@@ -7,6 +7,7 @@ authors' literal all-ones convolutions cost about twice as much (17.60), and onl
 "M2SNet costs what MSNet costs" true.
     python benchmarks/msu_forms.py [--sizes 256 352] [--threads 2] [--repeats 5] [--device cpu] [--no-latency]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,14 +33,25 @@ def main() -> None:
     fast = M2SNet(msu_impl="fast")
     dense = M2SNet(msu_impl="dense")
     dense.load_state_dict(fast.state_dict())
-    models = {"M2SNet fast": fast.to(args.device), "M2SNet dense": dense.to(args.device), "MSNet": MSNet().to(args.device)}
+    models = {
+        "M2SNet fast": fast.to(args.device),
+        "M2SNet dense": dense.to(args.device),
+        "MSNet": MSNet().to(args.device),
+    }
     timed = not args.no_latency
     print(f"batch 1, {args.threads} threads, device {args.device}, torch {torch.__version__}")
     for size in args.sizes:
-        note = f" (Table 6's input size: the paper prints {TABLE6_GMACS} G for MSNet and M2SNet)" if size == TABLE6_SIZE else ""
+        note = (
+            f" (Table 6's input size: the paper prints {TABLE6_GMACS} G for MSNet and M2SNet)"
+            if size == TABLE6_SIZE
+            else ""
+        )
         print(f"\n{size}x{size}{note}")
         print(f"{'model':<14}{'params (M)':>12}{'GMACs':>10}{'latency (ms)':>15}")
-        prof = {name: profile_model(model, name, size, latency=timed, repeats=args.repeats) for name, model in models.items()}
+        prof = {
+            name: profile_model(model, name, size, latency=timed, repeats=args.repeats)
+            for name, model in models.items()
+        }
         for name, p in prof.items():
             print(f"{name:<14}{p.params_m:>12.2f}{p.gmacs:>10.2f}{p.latency_ms if timed else float('nan'):>15.1f}")
         f, d, m = prof["M2SNet fast"], prof["M2SNet dense"], prof["MSNet"]

@@ -1,4 +1,5 @@
 """Parameters, multiply-adds (fvcore) and forward latency: the efficiency side of Table 6 / Table 12."""
+
 from __future__ import annotations
 
 import statistics
@@ -9,8 +10,15 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
-__all__ = ["count_parameters", "count_macs", "measure_latency", "ModelProfile", "profile_model", "TABLE6_SIZE",
-           "TABLE6_GMACS"]
+__all__ = [
+    "count_parameters",
+    "count_macs",
+    "measure_latency",
+    "ModelProfile",
+    "profile_model",
+    "TABLE6_SIZE",
+    "TABLE6_GMACS",
+]
 
 # Table 6 prints "9.0 G FLOPs" for MSNet and M2SNet alike. fvcore's multiply-adds reproduce it at a 256×256 input
 # (MSNet 8.96, fast M2SNet 8.97 GMACs; the literal all-ones form 17.60), not at the 352×352 of training (16.9):

@@ -10,6 +10,7 @@ check must fail, with its own message):
 
 Also: ``resolve_profile`` ("auto"), and ``m2s profile`` printing Table 6's 256×256 next to 352×352.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

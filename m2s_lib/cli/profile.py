@@ -1,4 +1,5 @@
 """``m2s profile``: parameters, multiply-adds and latency of a model (Table 6's efficiency columns)."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", default="m2snet", choices=["m2snet", "msnet", "fpn"], help="network (default m2snet)")
     p.add_argument("--encoder", default="res2net50d", help="timm encoder name (default res2net50d, the paper's)")
-    p.add_argument("--size", type=int, nargs="+", default=None,
-                   help="square input size(s) in pixels (default: 256 352, Table 6's size next to the paper's 352)")
+    p.add_argument(
+        "--size",
+        type=int,
+        nargs="+",
+        default=None,
+        help="square input size(s) in pixels (default: 256 352, Table 6's size next to the paper's 352)",
+    )
     p.add_argument("--msu-impl", default="fast", choices=["fast", "dense"], help="full-one filter form")
     p.add_argument("--classes", type=int, default=1, help="output channels (default 1)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
