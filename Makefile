@@ -45,7 +45,7 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check m2s_lib tests benchmarks data_scripts
-	$(PY) -m m2s_lib.nbcheck notebooks --overrides tests/notebook_overrides.yaml
+	$(PY) -m m2s_lib.teaching.nbcheck notebooks --overrides tests/notebook_overrides.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache

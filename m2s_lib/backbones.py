@@ -22,6 +22,7 @@ __all__ = [
     "is_online",
     "imagenet_weights_available",
     "load_state_dict_file",
+    "read_torch_file",
     "load_encoder_weights",
     "official_key_map",
     "convert_official_state_dict",
@@ -116,6 +117,19 @@ def create_encoder(name: str = "res2net50d", weights: str | os.PathLike | None =
     return encoder
 
 
+def read_torch_file(path: str | os.PathLike, map_location: str | torch.device = "cpu", what: str = "weights") -> object:
+    """The one reader of torch files (weights, the authors' checkpoints, training checkpoints): ``torch.load`` with
+    ``weights_only=True`` (tensors and plain types, never arbitrary pickled objects). ``what`` names the file in
+    the errors: ``FileNotFoundError`` when it is absent, ``CheckpointMismatchError`` when it cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file {str(path)!r} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise CheckpointMismatchError(f"could not read {str(path)!r} as a {what} file: {err}") from err
+
+
 def load_state_dict_file(path: str | os.PathLike) -> OrderedDict[str, torch.Tensor]:
     """Read a state dict from ``.safetensors`` or a torch file (unwrapping ``state_dict`` / ``model`` entries)."""
     path = Path(path)
@@ -125,10 +139,7 @@ def load_state_dict_file(path: str | os.PathLike) -> OrderedDict[str, torch.Tens
         from safetensors.torch import load_file
 
         return OrderedDict(load_file(str(path)))
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointMismatchError(f"could not read {str(path)!r} as a torch state dict: {err}") from err
+    obj = read_torch_file(path, what="torch state dict")
     for wrapper in ("state_dict", "model", "model_state"):
         if isinstance(obj, Mapping) and wrapper in obj and isinstance(obj[wrapper], Mapping):
             obj = obj[wrapper]

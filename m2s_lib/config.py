@@ -31,7 +31,11 @@ from typing import Any
 import yaml
 
 from .atomic import write_text
-from .constants import TEST_SIZE, TRAIN_SIZES
+from .constants import TASKS, TEST_SIZE, TRAIN_SIZES
+from .data.synthetic.polyp import DIFFICULTIES
+from .mmsm import UNITS, WIRINGS
+from .model import MODEL_NAMES
+from .subtraction import FILTER_IMPLS, FILTER_WEIGHTS
 
 __all__ = [
     "ConfigError",
@@ -51,7 +55,6 @@ __all__ = [
     "parse_overrides",
 ]
 
-TASKS = ("polyp", "covid", "busi", "oct")
 
 
 class ConfigError(ValueError):
@@ -210,13 +213,13 @@ SECTIONS: dict[str, type] = {
 }
 
 _CHOICES: dict[str, tuple] = {
-    "model.name": ("m2snet", "msnet", "fpn"),
-    "model.unit": (None, "msu", "su", "au"),
-    "model.wiring": (None, "official", "paper"),
-    "model.msu_impl": ("fast", "dense"),
-    "model.filter_weights": ("ones", "gaussian"),
+    "model.name": tuple(MODEL_NAMES),
+    "model.unit": (None, *UNITS),
+    "model.wiring": (None, *WIRINGS),
+    "model.msu_impl": FILTER_IMPLS,
+    "model.filter_weights": FILTER_WEIGHTS,
     "data.task": TASKS,
-    "data.synthetic_difficulty": ("realistic", "teaching"),
+    "data.synthetic_difficulty": DIFFICULTIES,
     "optim.optimizer": ("sgd", "adamw"),
     "optim.schedule": ("triangular", "constant"),
     "optim.schedule_unit": ("epoch", "step"),
@@ -276,6 +279,12 @@ class Config:
         if not isinstance(data, Mapping):
             raise ConfigError(f"{path} must hold a mapping of sections (model:, data:, optim:, ...)")
         return cls.from_dict(data, base=base)
+
+    @classmethod
+    def from_saved(cls, data: Mapping[str, Any]) -> Config:
+        """A config saved with :meth:`to_dict` (a checkpoint's, a run's ``config.yaml``), completed by the
+        defaults of the profile it names (``custom`` when it names none)."""
+        return cls.from_dict(data, base=cls(profile=data.get("profile", "custom")))
 
     # -- access ----------------------------------------------------------------------------------------------
     def get(self, key: str) -> Any:

@@ -1,4 +1,4 @@
-"""The paper's metrics, on top of pysodmetrics, with every protocol named (DESIGN.md §4).
+"""The paper's metrics, on top of pysodmetrics, with every protocol named.
 
 Polyp (Table 1): mDice, mIoU, weighted F-measure ``wFm`` (Fβw), S-measure ``Sm`` (Sα), E-measure ``maxEm`` /
 ``meanEm`` (Eφ), ``MAE``. Two protocols:
@@ -36,6 +36,8 @@ import pandas as pd
 import py_sod_metrics as sod
 from py_sod_metrics.utils import prepare_data
 
+from .constants import GOALS_CLASS_NAMES, POLYP_TEST_SETS
+
 __all__ = [
     "PROTOCOLS",
     "POLYP_COLUMNS",
@@ -54,6 +56,8 @@ __all__ = [
     "mean_std_text",
     "boundary_distance",
     "table1",
+    "task_metric",
+    "headline",
     "to_markdown",
 ]
 
@@ -64,8 +68,6 @@ PROTOCOLS = {
     "oct": "arg-max labels: Dice per layer; MED = mean |Δrow| of upper/lower layer boundaries per column (pixels)",
 }
 
-# The five polyp test sets in the order of PraNet's and the paper's tables.
-POLYP_TEST_SETS = ("Kvasir", "CVC-ClinicDB", "CVC-ColonDB", "ETIS-LaribPolypDB", "CVC-300")
 POLYP_COLUMNS = ("mDice", "mIoU", "wFm", "Sm", "maxEm", "MAE")
 COVID_COLUMNS = ("Precision", "Recall", "DSC", "Sm", "MAE")
 BUSI_COLUMNS = ("Jaccard", "Precision", "Recall", "Dice", "Specificity")
@@ -418,6 +420,34 @@ def oct_scores(preds, gts, classes: int, layer_names: Sequence[str] | None = Non
     for pred, gt in zip(preds, gts, strict=True):
         metric.update(pred, gt)
     return metric.results()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One metric per task (training validation and `m2s evaluate` both use it)
+# ---------------------------------------------------------------------------------------------------------------
+# The measures a task reports as its Dice, IoU and MAE (training's val_dice / val_iou / val_mae); OCT's protocol
+# has no IoU or MAE.
+HEADLINE = {"pranet": ("mDice", "mIoU", "MAE"), "authors": ("mDice", "mIoU", "MAE"),
+            "binary@0.5": ("Dice", "Jaccard", "MAE"), "oct": ("mDice", None, None)}
+
+
+def task_metric(task: str = "polyp", classes: int = 1, protocol: str | None = None,
+                measures: Sequence[str] | None = None) -> PolypMetrics | BinaryMetrics | OCTMetrics:
+    """The metric accumulator of a task: :class:`OCTMetrics` for label maps (``classes > 1``; GOALS layer names
+    when there are four classes), :class:`BinaryMetrics` for COVID and BUSI, else :class:`PolypMetrics` with
+    ``protocol`` (default ``pranet``) and ``measures``."""
+    if classes > 1:
+        names = GOALS_CLASS_NAMES[1:] if classes == len(GOALS_CLASS_NAMES) else None
+        return OCTMetrics(classes, names)
+    if task in ("covid", "busi"):
+        return BinaryMetrics()
+    return PolypMetrics(protocol or "pranet", measures=measures)
+
+
+def headline(metric: PolypMetrics | BinaryMetrics | OCTMetrics, results: Mapping[str, float]) -> dict[str, float]:
+    """``{"dice", "iou", "mae"}`` of a metric's results (NaN for what its protocol does not measure)."""
+    keys = HEADLINE[metric.protocol]
+    return {name: float(results[k]) if k is not None else float("nan") for name, k in zip(("dice", "iou", "mae"), keys)}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ import yaml
 from PIL import Image
 
 from m2s_lib.cli import main
-from m2s_lib.train import METRICS_COLUMNS, load_checkpoint
+from m2s_lib.engine.checkpoint import load_checkpoint
+from m2s_lib.engine.history import METRICS_COLUMNS
 
 SMALL = ["data.size=64", "data.train_sizes=[64]", "optim.batch_size=4", "model.channels=16", "run.progress=false",
          "data.val_fraction=0.25"]  # fmt: skip
@@ -14,7 +15,7 @@ SMALL = ["data.size=64", "data.train_sizes=[64]", "optim.batch_size=4", "model.c
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    from m2s_lib.synthetic import generate
+    from m2s_lib.data.synthetic import generate
 
     return generate("polyp", tmp_path_factory.mktemp("cli") / "polyp", n=8, seed=2, size=64, n_test=2,
                     progress=False, workers=1)  # fmt: skip

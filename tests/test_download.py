@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from m2s_lib import download as D
+from m2s_lib.data import download as D
 from m2s_lib.data import (
     GOALS_CLASS_VALUES,
     SegmentationFolder,
@@ -292,7 +292,7 @@ def test_goals_converter_and_manual_message(tmp_path):
 
 
 def test_verify_reports(tmp_path):
-    from m2s_lib import synthetic as S
+    from m2s_lib.data import synthetic as S
 
     synth = S.generate("polyp", tmp_path / "synth", n=2, size=48, n_test=1, progress=False, workers=1)
     rep = D.verify("polyp", synth, log=lambda s: None)

@@ -10,13 +10,13 @@ from m2s_lib.backbones import CheckpointMismatchError
 from m2s_lib.config import load_config
 from m2s_lib.data import find_test_sets, load_mask
 from m2s_lib.metrics import PolypMetrics
-from m2s_lib.train import Trainer
+from m2s_lib.engine.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A polyp dataset (test sets of different aspect ratios) and a checkpoint trained for one step."""
-    from m2s_lib.synthetic import generate
+    from m2s_lib.data.synthetic import generate
 
     base = tmp_path_factory.mktemp("eval")
     root = generate("polyp", base / "polyp", n=8, seed=1, size=64, n_test=2, progress=False, workers=1)
@@ -109,7 +109,7 @@ def test_overlay_tints_only_the_mask():
 
 def test_multiclass_evaluation_writes_label_values(tmp_path):
     from m2s_lib.model import build_model
-    from m2s_lib.synthetic import generate
+    from m2s_lib.data.synthetic import generate
 
     root = generate("oct", tmp_path / "oct", n=2, seed=0, size=64, n_test=2, progress=False, workers=1)
     model = build_model("m2snet", encoder_name="resnet18d", channels=16, classes=4).eval()

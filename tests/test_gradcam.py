@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from m2s_lib import gradcam, viz
+from m2s_lib.teaching import gradcam, viz
 from m2s_lib.losses import structure_loss
 from m2s_lib.mmsm import MMSM
 from m2s_lib.model import Decoder, M2SNet

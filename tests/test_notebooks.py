@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from m2s_lib import nbcheck
+from m2s_lib.teaching import nbcheck
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from m2s_lib import synthetic as S
+from m2s_lib.constants import POLYP_TEST_SETS
+from m2s_lib.data import synthetic as S
+from m2s_lib.data.synthetic import polyp
+from m2s_lib.teaching.viz import gallery
 from m2s_lib.data import (
     GOALS_CLASS_VALUES,
     SegmentationFolder,
@@ -44,7 +47,7 @@ def test_polyp_layout_counts_and_loading(synth_root):
     root = synth_root / "polyp"
     assert _count(root / "TrainDataset") == (8, 8)
     sets = find_test_sets(root)
-    assert list(sets) == sorted(S.POLYP_TEST_SETS)
+    assert list(sets) == sorted(POLYP_TEST_SETS)
     for path in sets.values():
         assert _count(path) == (3, 3)
     train = SegmentationFolder(resolve_train_root(root), size=64)
@@ -172,8 +175,8 @@ def test_polyp_is_not_a_colour_threshold(style):
 def test_teaching_difficulty_makes_polyps_stand_out(tmp_path):
     for name, style in S.POLYP_STYLES.items():
         easy = S.polyp_style(name, "teaching")
-        assert easy.contrast == pytest.approx(style.contrast * S.TEACHING_CONTRAST_GAIN)
-        assert easy.area[0] >= S.TEACHING_MIN_AREA and easy.area[1] >= style.area[1]
+        assert easy.contrast == pytest.approx(style.contrast * polyp.TEACHING_CONTRAST_GAIN)
+        assert easy.area[0] >= polyp.TEACHING_MIN_AREA and easy.area[1] >= style.area[1]
         assert (easy.aspect, easy.frame, easy.blur, easy.tint) == (style.aspect, style.frame, style.blur, style.tint)
         assert S.polyp_style(name) == style
     with pytest.raises(S.SyntheticDataError, match="unknown difficulty 'hard': choose one of realistic, teaching"):
@@ -255,15 +258,15 @@ def test_ensure_synthetic_is_idempotent_and_never_clobbers(tmp_path):
 def test_gallery_and_mask_statistics(synth_root):
     from matplotlib.figure import Figure
 
-    fig = S.gallery(synth_root / "polyp", n=6, seed=0)
+    fig = gallery(synth_root / "polyp", n=6, seed=0)
     assert isinstance(fig, Figure) and len(fig.axes) == 6
-    fig_oct = S.gallery(synth_root / "oct", n=2)
+    fig_oct = gallery(synth_root / "oct", n=2)
     assert len(fig_oct.axes) == 2
     stats = S.mask_statistics(synth_root / "polyp")
     assert list(stats.columns) == ["split", "name", "height", "width", "area_fraction", "components"]
     assert len(stats) == 8 + 5 * 3
     assert stats["area_fraction"].between(0, 1).all() and (stats["components"] >= 0).all()
-    assert set(stats["split"]) == {"TrainDataset", *(f"TestDataset/{s}" for s in S.POLYP_TEST_SETS)}
+    assert set(stats["split"]) == {"TrainDataset", *(f"TestDataset/{s}" for s in POLYP_TEST_SETS)}
 
 
 def test_cli_synth_writes_the_asked_difficulty_once(tmp_path, capsys):

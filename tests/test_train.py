@@ -12,17 +12,12 @@ import torch.nn as nn
 
 from m2s_lib.backbones import CheckpointMismatchError
 from m2s_lib.config import get_profile, load_config
-from m2s_lib.train import (
-    METRICS_COLUMNS,
-    NonFiniteLossError,
-    RunExistsError,
-    Trainer,
-    build_optimizer,
-    build_scheduler,
-    load_checkpoint,
-    lr_factor,
-    model_from_checkpoint,
-)
+from m2s_lib.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from m2s_lib.engine.history import METRICS_COLUMNS
+from m2s_lib.engine.optim import build_optimizer, build_scheduler, lr_factor
+from m2s_lib.engine.run_folder import RunExistsError
+from m2s_lib.engine.step import NonFiniteLossError
+from m2s_lib.engine.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def polyp_root(tmp_path_factory):
     """12 training images of 64 px and 3 per test set (test sets keep their own aspect ratios)."""
-    from m2s_lib.synthetic import generate
+    from m2s_lib.data.synthetic import generate
 
     return generate("polyp", tmp_path_factory.mktemp("data") / "polyp", n=12, seed=0, size=64, n_test=3,
                     progress=False, workers=1)  # fmt: skip
@@ -204,7 +199,7 @@ def test_other_architecture_is_named(polyp_root, tmp_path):
     assert loaded.model == cfg.model and not model.training
     # a foreign state dict: the mismatch is listed key by key
     from m2s_lib.model import build_model
-    from m2s_lib.train import _load_model_state
+    from m2s_lib.engine.checkpoint import load_model_state as _load_model_state
 
     msnet = build_model("msnet", encoder_name="resnet18d", channels=16)
     with pytest.raises(CheckpointMismatchError, match="missing from the checkpoint"):
@@ -225,7 +220,7 @@ def test_callbacks_can_stop_and_see_rows(polyp_root, tmp_path):
 
 
 def test_multiclass_oct_run(tmp_path):
-    from m2s_lib.synthetic import generate
+    from m2s_lib.data.synthetic import generate
 
     root = generate("oct", tmp_path / "oct", n=6, seed=0, size=64, n_test=2, progress=False, workers=1)
     cfg = load_config(profile="paper-oct", overrides=[

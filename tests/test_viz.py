@@ -8,7 +8,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from m2s_lib import viz
+from m2s_lib.teaching import viz
 from m2s_lib.constants import IMAGENET_MEAN, IMAGENET_STD
 from m2s_lib.losses import LossNet
 from m2s_lib.mmsm import ms_key

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from m2s_lib import widgets
+from m2s_lib.teaching import widgets
 from m2s_lib.model import M2SNet
 
 SIZE = 64

@@ -12,7 +12,9 @@ import sys
 __all__ = ["build_parser", "main"]
 
 # Modules that add sub-commands (each has ``register(subparsers)``), in the order they appear in ``--help``.
-COMMAND_MODULES = ("m2s_lib.cli.data", "m2s_lib.cli.train", "m2s_lib.cli.profile")
+COMMAND_MODULES = ("m2s_lib.cli.data", "m2s_lib.cli.train", "m2s_lib.cli.evaluate", "m2s_lib.cli.predict",
+                   "m2s_lib.cli.profile", "m2s_lib.cli.site", "m2s_lib.cli.course",
+                   "m2s_lib.cli.ablations")
 
 
 def build_parser() -> argparse.ArgumentParser:

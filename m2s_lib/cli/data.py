@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import argparse
+
+from ..constants import TASKS
 import time
 
 __all__ = ["register", "run_download", "run_list", "run_synth", "run_verify"]
@@ -29,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "nothing when --out already holds the same dataset; refuses to touch a folder holding anything "
                     "else.",
     )
-    s.add_argument("--task", required=True, choices=["polyp", "busi", "covid", "oct"],
+    s.add_argument("--task", required=True, choices=TASKS,
                    help="polyp (colonoscopy, PraNet layout with five test sets), busi (breast ultrasound, "
                         "labels.csv for 4-fold CV), covid (lung CT infection), oct (GOALS-like layer labels)")
     s.add_argument("--n", type=int, default=1000, help="training images (busi: all images) (default 1000)")
@@ -81,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_synth(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..synthetic import MANIFEST, ensure_synthetic
+    from ..data.synthetic import MANIFEST, ensure_synthetic
 
     t0 = time.perf_counter()
     existed = (Path(args.out) / MANIFEST).is_file()
@@ -98,7 +100,7 @@ def run_synth(args: argparse.Namespace) -> int:
 def run_download(args: argparse.Namespace) -> int:
     import warnings
 
-    from ..download import CountMismatchWarning, download
+    from ..data.download import CountMismatchWarning, download
 
     with warnings.catch_warnings():  # count mismatches are printed by download() itself
         warnings.simplefilter("ignore", CountMismatchWarning)
@@ -107,14 +109,14 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from ..download import verify
+    from ..data.download import verify
 
     report = verify(args.name, args.root, deep=args.deep)
     return 0 if report["ok"] else 1
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from ..download import list_datasets
+    from ..data.download import list_datasets
 
     print(list_datasets(), end="")
     return 0

@@ -1,10 +1,10 @@
-"""``m2s train``, ``m2s evaluate`` and ``m2s predict`` (registered into ``m2s_lib.cli``)."""
+"""``m2s train`` (registered into ``m2s_lib.cli``)."""
 from __future__ import annotations
 
 import argparse
 import textwrap
 
-__all__ = ["register", "run_train", "run_evaluate", "run_predict", "resolve_train_config"]
+__all__ = ["register", "resolve_train_config", "run_train"]
 
 _FORMATTER = argparse.RawDescriptionHelpFormatter
 
@@ -56,68 +56,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. optim.lr=0.01")
     p.set_defaults(func=run_train)
 
-    # -- evaluate -------------------------------------------------------------------------------------------------
-    p = sub.add_parser(
-        "evaluate",
-        help="score a checkpoint on every test set (Table 1 for polyps)",
-        formatter_class=_FORMATTER,
-        description=textwrap.dedent(
-            """\
-            Predict every test set under DATA/TestDataset (or DATA itself) at the test size, upsample to each image's
-            original size, and score with the task's metrics (polyp: mDice, mIoU, wFm, Sm, maxEm, MAE under the
-            PraNet protocol). Writes OUT/<set>/<name>.png, OUT/results.csv (dataset, n, measures, protocol),
-            OUT/results.md (with the paper's Table 1 layout) and OUT/per_image/<set>.csv.
-
-            CHECKPOINT is an m2s training checkpoint (last.pt / best.pt) or the authors' released weights
-            (then --model and --encoder say which network they belong to).
-            """
-        ),
-        epilog="example: m2s evaluate --checkpoint runs/tiny/best.pt --data-root runs/data/synthetic-polyp --out runs/eval",
-    )
-    p.add_argument("--checkpoint", required=True, metavar="FILE", help="last.pt / best.pt, or the authors' .pth")
-    p.add_argument("--data-root", required=True, metavar="DATA", help="dataset root holding TestDataset/<set>/, or one set")
-    p.add_argument("--out", required=True, metavar="OUT", help="output folder for predictions and tables")
-    p.add_argument("--sets", nargs="+", default=None, metavar="SET", help="only these test sets (folder names)")
-    p.add_argument("--size", type=int, default=None, help="test size (default: the checkpoint's, 352 for the paper)")
-    p.add_argument("--protocol", default=None, choices=["pranet", "authors"],
-                   help="polyp protocol: pranet (256 thresholds, default) or authors (soft Dice)")
-    p.add_argument("--task", default=None, choices=["polyp", "covid", "busi", "oct"],
-                   help="which metrics (default: the checkpoint's data.task)")
-    p.add_argument("--model", default=None, choices=["m2snet", "msnet", "fpn"],
-                   help="architecture the checkpoint must be (required for the authors' weights; default m2snet)")
-    p.add_argument("--encoder", default="res2net50d", help="encoder of the authors' weights (default res2net50d)")
-    p.add_argument("--device", default=None, help="auto (default), cpu, cuda")
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
-    p.set_defaults(func=run_evaluate)
-
-    # -- predict --------------------------------------------------------------------------------------------------
-    p = sub.add_parser(
-        "predict",
-        help="segment images with a checkpoint: masks and overlays",
-        formatter_class=_FORMATTER,
-        description=textwrap.dedent(
-            """\
-            Segment image files or folders (a folder's images/ subfolder is used when present). For each image:
-            OUT/masks/<name>.png (0/255 at --threshold, or the label values for several classes),
-            OUT/probs/<name>.png (8-bit probability), OUT/overlays/<name>.png, and OUT/predictions.csv.
-            """
-        ),
-        epilog="example: m2s predict --checkpoint runs/tiny/best.pt photo.jpg more_images/ --out runs/pred",
-    )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    p.add_argument("--checkpoint", required=True, metavar="FILE", help="last.pt / best.pt, or the authors' .pth")
-    p.add_argument("--out", required=True, metavar="OUT", help="output folder")
-    p.add_argument("--size", type=int, default=None, help="test size (default: the checkpoint's)")
-    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold of the masks (default 0.5)")
-    p.add_argument("--model", default=None, choices=["m2snet", "msnet", "fpn"], help="architecture (authors' weights)")
-    p.add_argument("--encoder", default="res2net50d", help="encoder of the authors' weights (default res2net50d)")
-    p.add_argument("--device", default=None, help="auto (default), cpu, cuda")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--debug", action="store_true", help="show full tracebacks")
-    p.set_defaults(func=run_predict)
-
 
 def resolve_train_config(args: argparse.Namespace):
     """The :class:`~m2s_lib.config.Config` that ``m2s train`` would use for these arguments."""
@@ -131,13 +69,13 @@ def resolve_train_config(args: argparse.Namespace):
     if args.resume and args.profile is None and args.config is None:
         if args.out is None:
             raise ValueError("--resume needs --out (the folder of the run to continue)")
-        from ..train import load_checkpoint
+        from ..engine.checkpoint import load_checkpoint
 
         last = Path(args.out) / "last.pt"
         if not last.is_file():
             raise FileNotFoundError(f"nothing to resume in {args.out}: it holds no last.pt")
         saved = load_checkpoint(last)["config"]
-        cfg = Config.from_dict(saved, base=Config(profile=saved.get("profile", "custom")))
+        cfg = Config.from_saved(saved)
     if cfg is None:
         cfg = load_config(args.config, profile=base_profile or (None if args.config else "tiny"))
     direct = {
@@ -153,7 +91,7 @@ def resolve_train_config(args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..train import Trainer
+    from ..engine.trainer import Trainer
 
     cfg = resolve_train_config(args)
     if args.print_config:
@@ -171,30 +109,4 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"done: {trainer.epoch}/{cfg.optim.epochs} epochs in {trainer.out}{best}", flush=True)
     finally:
         trainer.close()
-    return 0
-
-
-def run_evaluate(args: argparse.Namespace) -> int:
-    from ..evaluate import evaluate_checkpoint
-    from ..metrics import to_markdown
-
-    results = evaluate_checkpoint(
-        args.checkpoint, args.data_root, args.out, size=args.size, protocol=args.protocol, sets=args.sets,
-        device=args.device, batch_size=args.batch_size, model=args.model, encoder_name=args.encoder,
-        task=args.task, progress=not args.no_progress,
-    )  # fmt: skip
-    print(to_markdown(results, floatfmt=".4f"))
-    print(f"wrote {args.out}/results.csv, results.md and the predictions of {len(results)} test sets")
-    return 0
-
-
-def run_predict(args: argparse.Namespace) -> int:
-    from ..evaluate import load_model, predict_files
-
-    model, cfg = load_model(args.checkpoint, device=args.device, model=args.model, encoder_name=args.encoder)
-    df = predict_files(
-        model, args.inputs, args.out, size=args.size or cfg.data.eval_size, threshold=args.threshold,
-        class_values=cfg.data.class_values, progress=not args.no_progress,
-    )  # fmt: skip
-    print(f"wrote masks and overlays of {len(df)} images to {args.out}")
     return 0

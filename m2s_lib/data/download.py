@@ -1,4 +1,5 @@
-"""Real datasets: where they come from, how to download, unpack, normalise and verify them.
+"""Real datasets: download, verify, unpack and install them (the catalogue of sources is
+:mod:`m2s_lib.data.catalogue`, unpacking and normalising :mod:`m2s_lib.data.unpack`).
 
 ``m2s data download NAME --root DIR`` fetches each archive of a dataset from the Google-Drive links of the authors'
 README with gdown (resumable: an interrupted transfer leaves ``DIR/.downloads/<archive><8 chars>.part`` that the next
@@ -12,7 +13,7 @@ archive in a browser (Google Drive or the BaiduYun mirror of the authors' README
 (an archive or an unpacked folder). GOALS (OCT) has no public link in the authors' README: register with the
 challenge, download it yourself and convert it with ``m2s data download goals --root DIR --source <folder|zip>``.
 
-Layouts after normalisation (what :mod:`m2s_lib.data` reads)::
+Layouts after normalisation (what :mod:`m2s_lib.data.layout` reads)::
 
     polyp        DIR/TrainDataset/{images,masks}                 1450 (Kvasir 900 + CVC-ClinicDB 550)
                  DIR/TestDataset/<set>/{images,masks}            CVC-300 60, CVC-ClinicDB 62, CVC-ColonDB 380,
@@ -28,25 +29,32 @@ Layouts after normalisation (what :mod:`m2s_lib.data` reads)::
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import inspect
 import json
 import os
 import shutil
 import socket
-import tarfile
 import tempfile
 import warnings
-import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-from .atomic import write_text
+from ..atomic import write_text
+from ..constants import GOALS_CLASS_VALUES
+from .catalogue import (
+    DATASETS,
+    PARTS,
+    CountMismatchWarning,
+    Dataset,
+    DownloadError,
+    Part,
+    drive_url,
+    list_datasets,
+    resolve,
+)
+from .layout import IMAGE_DIR_NAMES, MASK_DIR_NAMES, find_child, list_images
+from .unpack import convert_goals, normalise, unpack
 
 __all__ = [
     "CHECKSUMS_PATH",
@@ -72,141 +80,9 @@ __all__ = [
 ]
 
 # data_scripts/checksums.json next to the package in a source checkout (None when installed without it).
-CHECKSUMS_PATH: Path | None = Path(__file__).resolve().parents[1] / "data_scripts" / "checksums.json"
+CHECKSUMS_PATH: Path | None = Path(__file__).resolve().parents[2] / "data_scripts" / "checksums.json"
 STATE_FILE = ".m2s_download.json"
 DOWNLOADS_DIR = ".downloads"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-# Folder names seen in the wild for images and masks (the loader itself reads images/ + masks/ or image/ + mask/).
-IMAGE_DIR_ALIASES = ("images", "image", "imgs", "img", "frame", "frames", "original", "originals")
-MASK_DIR_ALIASES = ("masks", "mask", "gt", "gts", "groundtruth", "ground_truth", "ground truth", "labels", "label",
-                    "layer_masks", "layer_mask", "segmentation", "annotations")
-POLYP_TEST_SETS = ("CVC-300", "CVC-ClinicDB", "CVC-ColonDB", "ETIS-LaribPolypDB", "Kvasir")
-
-
-class DownloadError(RuntimeError):
-    """A dataset could not be fetched, unpacked or normalised; the message says what to do."""
-
-
-class CountMismatchWarning(UserWarning):
-    """A dataset folder holds another number of images than the published dataset."""
-
-
-@dataclass(frozen=True)
-class Part:
-    """One downloadable archive of a dataset."""
-
-    name: str  # e.g. "polyp-train"
-    gdrive_id: str | None  # None: manual download only
-    archive: str  # local file name under DIR/.downloads
-    dest: str  # destination under DIR ("TrainDataset", "TestDataset" or "." )
-    kind: str  # normaliser: "single", "sets", "busi", "goals"
-    expected: dict[str, int | None] = field(default_factory=dict)  # folder under DIR -> number of images
-    default_set: str = ""  # name of the set when a "sets" archive holds one unnamed images/masks pair
-    baidu: str = ""  # BaiduYun mirror from the authors' README ("url (code xxxx)")
-
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    task: str
-    parts: tuple[Part, ...]
-    description: str
-    citation: str
-    licence: str
-    manual: str = ""
-
-
-def drive_url(gdrive_id: str) -> str:
-    return f"https://drive.google.com/file/d/{gdrive_id}/view"
-
-
-_POLYP_CITE = ("PraNet split (Fan et al., MICCAI 2020): Kvasir-SEG (Jha et al., MMM 2020), CVC-ClinicDB (Bernal et "
-               "al., CMIG 2015), CVC-ColonDB (Tajbakhsh et al., IEEE TMI 2015), ETIS-LaribPolypDB (Silva et al., "
-               "IJCARS 2014), CVC-300 / EndoScene (Vazquez et al., JHE 2017)")
-DATASETS: dict[str, Dataset] = {
-    "polyp": Dataset(
-        name="polyp", task="polyp",
-        parts=(
-            Part("polyp-train", "1lODorfB33jbd-im-qrtUgWnZXxB94F55", "polyp-train.zip", "TrainDataset", "single",
-                 {"TrainDataset": 1450}, baidu="https://pan.baidu.com/s/17F_n2Mx18osW44vIdYdu1g (code 342v)"),
-            Part("polyp-test", "1o8OfBvYE6K-EpDyvzsmMPndnUMwb540R", "polyp-test.zip", "TestDataset", "sets",
-                 {"TestDataset/CVC-300": 60, "TestDataset/CVC-ClinicDB": 62, "TestDataset/CVC-ColonDB": 380,
-                  "TestDataset/ETIS-LaribPolypDB": 196, "TestDataset/Kvasir": 100},
-                 baidu="https://pan.baidu.com/s/1uu44ryvB42uzZRBxnf8-WA (code 4e10)"),
-        ),
-        description="image polyp segmentation, PraNet split: train 1450, five test sets (798 images)",
-        citation=_POLYP_CITE,
-        licence="research/education use; each source dataset has its own terms (e.g. Kvasir-SEG: research and "
-                "educational use with citation; CVC sets: research use with citation)"),
-    "video-polyp": Dataset(
-        name="video-polyp", task="polyp",
-        parts=(
-            Part("video-polyp-train", "1GjYKjyIrQciyii09GEwyLbck2DauV_rw", "video-polyp-train.zip", "TrainDataset",
-                 "sets", {}, default_set="train",
-                 baidu="https://pan.baidu.com/s/1ewPnV38Kd9XVSMd1F8f9Vw (code 4b45)"),
-            Part("video-polyp-test", "1jjZKBcb1zlRn-TgBaxQ8mjoQj8LG8z4p", "video-polyp-test.zip", "TestDataset",
-                 "sets", {}, default_set="test",
-                 baidu="https://pan.baidu.com/s/1cLUZ9Vp7vx5vaLP8M27Zdw (code ki4a)"),
-        ),
-        description="video polyp segmentation: CVC-300 (12 clips) and CVC-612 (29 clips), clips split 60/20/20 "
-                    "(PNS-Net protocol); file counts are not published, so they are only reported",
-        citation="PNS-Net (Ji et al., MICCAI 2021); CVC-ClinicDB/CVC-612 (Bernal et al., CMIG 2015); CVC-300 "
-                 "(Vazquez et al., JHE 2017)",
-        licence="research use with citation (terms of the CVC datasets)"),
-    "covid": Dataset(
-        name="covid", task="covid",
-        parts=(
-            Part("covid-train", "1FHx0Cqkq9iYjEMN3Ldm9FnZ4Vr1u3p-j", "covid-train.zip", "TrainDataset", "single",
-                 {"TrainDataset": 894}, baidu="https://pan.baidu.com/s/1C5MyJV6olEvHfP33O298YQ (code uoiy)"),
-            Part("covid-test", "1ufi73f_rhq15DElN_gJTO1tTFtUmqDsB", "covid-test.zip", "TestDataset", "sets",
-                 {"TestDataset/COVID-19": 383}, default_set="COVID-19",
-                 baidu="https://pan.baidu.com/s/1yCPLB-LbQoyPUJxrVbF-Yg (code r867)"),
-        ),
-        description="COVID-19 lung infection on CT slices: 1,277 slices sampled from two public sets, 894 train / "
-                    "383 test (paper); counts are the paper's, the archive may differ",
-        citation="COVID-19 CT segmentation dataset (MedSeg, medicalsegmentation.com/covid19); COVID-19 CT Lung and "
-                 "Infection Segmentation Dataset (Ma et al., Zenodo 3757476)",
-        licence="see each source (MedSeg and Zenodo record 3757476); research use with citation"),
-    "busi": Dataset(
-        name="busi", task="busi",
-        parts=(
-            Part("busi", "1t3cyyTbA0mikL8L2rWRtREdWTLfmA3qL", "busi.zip", ".", "busi", {".": 780},
-                 baidu="https://pan.baidu.com/s/1AjiTQetB-xdp-d8pAnAPeg (code 409p)"),
-        ),
-        description="breast ultrasound (BUSI): 780 images of 600 women, benign 437 / malignant 210 / normal 133; "
-                    "4-fold cross-validation",
-        citation="Al-Dhabyani, Gomaa, Khaled, Fahmy: Dataset of breast ultrasound images. Data in Brief 28, 104863 "
-                 "(2020)",
-        licence="published with an open-access Data in Brief article; check the terms of the copy you use",
-        manual="The public original is 'Dataset_BUSI_with_GT' (folders benign/, malignant/, normal/ with "
-               "'<name>_mask.png' files), e.g. from the Data in Brief article's data link; pass the zip or folder "
-               "with --source."),
-    "goals": Dataset(
-        name="goals", task="oct",
-        parts=(Part("goals", None, "goals.zip", "TrainDataset", "goals", {"TrainDataset": 100}),),
-        description="GOALS 2022 (MICCAI challenge) circumpapillary OCT layer segmentation: 100 labelled training "
-                    "B-scans (+100 validation, 100 test); labels 0 RNFL, 80 GCIPL, 160 choroid, 255 background",
-        citation="Fang, Li, Fu, Wu, Zhang, Xu: Dataset and evaluation algorithm design for GOALS challenge. "
-                 "OMIA 2022 (arXiv 2207.14447)",
-        licence="challenge data: registration and the organisers' terms apply (no redistribution)",
-        manual="No public link: register for the GOALS 2022 challenge (https://aistudio.baidu.com/aistudio/"
-               "competition/detail/230/0/introduction), download the training set (folders Image/ and "
-               "Layer_Masks/) and run `m2s data download goals --root DIR --source <zip or folder>`."),
-}
-PARTS: dict[str, Part] = {p.name: p for d in DATASETS.values() for p in d.parts}
-_TASK_ALIASES = {"oct": "goals"}
-
-
-def resolve(name: str) -> tuple[Dataset, tuple[Part, ...]]:
-    """The dataset and the parts a name refers to (a dataset name, a part name, or the task name 'oct')."""
-    name = _TASK_ALIASES.get(name, name)
-    if name in DATASETS:
-        return DATASETS[name], DATASETS[name].parts
-    if name in PARTS:
-        ds = next(d for d in DATASETS.values() if PARTS[name] in d.parts)
-        return ds, (PARTS[name],)
-    known = ", ".join(sorted(set(DATASETS) | set(PARTS)))
-    raise DownloadError(f"unknown dataset {name!r}: choose one of {known} (`m2s data list`)")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -318,222 +194,6 @@ def _manual_route(part: Part, root: Path) -> str:
             f"<downloaded file>` (or unpack it yourself so that {root / part.dest} holds images/ and masks/)")
 
 
-def _sniff(path: Path) -> str:
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return "zip"
-    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ")):
-        return "tar"
-    if head.startswith(b"Rar!"):
-        return "rar"
-    if head.startswith(b"7z\xbc\xaf\x27\x1c"):
-        return "7z"
-    if head.lstrip().lower().startswith((b"<!doc", b"<html")):
-        return "html"
-    try:
-        if tarfile.is_tarfile(path):
-            return "tar"
-    except OSError:
-        pass
-    return "unknown"
-
-
-def _unpack(archive: Path, dest: Path, progress: bool = True) -> None:
-    from tqdm.auto import tqdm
-
-    kind = _sniff(archive)
-    if kind == "zip":
-        with zipfile.ZipFile(archive) as zf:
-            members = zf.infolist()
-            for m in tqdm(members, desc=f"unpack {archive.name}", unit="file", disable=not progress):
-                zf.extract(m, dest)  # zipfile drops absolute paths and '..'
-        return
-    if kind == "tar":
-        with tarfile.open(archive) as tf:
-            members = tf.getmembers()
-            for m in tqdm(members, desc=f"unpack {archive.name}", unit="file", disable=not progress):
-                tf.extract(m, dest, filter="data")
-        return
-    if kind == "html":
-        raise DownloadError(f"{archive} is a web page, not an archive (Google Drive refused the download, often "
-                            "its daily quota); delete it and try later, or download it in a browser")
-    raise DownloadError(f"{archive} is a {kind} archive that Python cannot unpack: unpack it yourself and pass the "
-                        "folder with --source")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Normalisation
-# ---------------------------------------------------------------------------------------------------------------
-def _visible_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
-def _child(folder: Path, aliases) -> Path | None:
-    subs = {p.name.lower(): p for p in folder.iterdir() if p.is_dir()}
-    for a in aliases:
-        if a in subs:
-            return subs[a]
-    return None
-
-
-def _raw_pair_dirs(src: Path) -> list[tuple[Path, Path, Path]]:
-    """(folder, images dir, masks dir) for every folder under src whose subfolders look like images + masks."""
-    out = []
-    for folder in [src, *sorted(p for p in src.rglob("*") if p.is_dir())]:
-        if folder.name.startswith(".") or "__MACOSX" in folder.parts:
-            continue
-        i, m = _child(folder, IMAGE_DIR_ALIASES), _child(folder, MASK_DIR_ALIASES)
-        if i is not None and m is not None and _visible_images(i):
-            out.append((folder, i, m))
-    return out
-
-
-def _transfer(src: Path, dst: Path, move: bool) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if move:
-        os.replace(src, dst)
-    else:
-        shutil.copy2(src, dst)
-
-
-def _copy_pair_dir(images: Path, masks: Path, dest: Path, move: bool) -> None:
-    for sub, folder in (("images", images), ("masks", masks)):
-        for f in _visible_images(folder):
-            _transfer(f, dest / sub / f.name, move)
-
-
-_CANON = {"".join(ch for ch in s.lower() if ch.isalnum()): s for s in POLYP_TEST_SETS}
-_CANON.update({"cvct": "CVC-300", "etis": "ETIS-LaribPolypDB", "kvasirseg": "Kvasir", "cvc612": "CVC-ClinicDB"})
-
-
-def _set_name(folder: Path, src: Path, default: str) -> str:
-    if folder == src:
-        return default or src.name
-    key = "".join(ch for ch in folder.name.lower() if ch.isalnum())
-    return _CANON.get(key, folder.name)
-
-
-def _norm_single(src: Path, stage: Path, part: Part, move: bool) -> list[str]:
-    pairs = _raw_pair_dirs(src)
-    if not pairs:
-        raise DownloadError(f"{part.name}: found no images + masks folders in {src}")
-    notes = []
-    if len(pairs) > 1:
-        pairs.sort(key=lambda t: len(_visible_images(t[1])), reverse=True)
-        others = ", ".join(str(p[0].relative_to(src)) for p in pairs[1:])
-        notes.append(f"{part.name}: several image folders; used {pairs[0][0].relative_to(src)}, ignored {others}")
-    _, i, m = pairs[0]
-    _copy_pair_dir(i, m, stage / part.dest, move)
-    return notes
-
-
-def _norm_sets(src: Path, stage: Path, part: Part, move: bool) -> list[str]:
-    pairs = _raw_pair_dirs(src)
-    if not pairs:
-        raise DownloadError(f"{part.name}: found no images + masks folders in {src}")
-    used: dict[str, Path] = {}
-    for folder, i, m in pairs:
-        name = _set_name(folder, src, part.default_set)
-        if name in used:  # same folder name in two places: use the relative path
-            name = "_".join(folder.relative_to(src).parts)
-        used[name] = folder
-        _copy_pair_dir(i, m, stage / part.dest / name, move)
-    return []
-
-
-def _norm_busi(src: Path, stage: Path, part: Part, move: bool) -> list[str]:
-    """Dataset_BUSI_with_GT (class folders, '<name>_mask.png', '<name>_mask_1.png' ...) or an images/masks copy."""
-    notes: list[str] = []
-    rows: list[tuple[str, str]] = []
-    class_dirs = [p for p in sorted(src.rglob("*")) if p.is_dir() and p.name.lower() in ("benign", "malignant", "normal")
-                  and "__MACOSX" not in p.parts]
-    if class_dirs:
-        for cdir in class_dirs:
-            cls = cdir.name.lower()
-            files = _visible_images(cdir)
-            masks: dict[str, list[Path]] = {}
-            images = []
-            for f in files:
-                stem = f.stem
-                if "_mask" in stem:
-                    masks.setdefault(stem.split("_mask")[0], []).append(f)
-                else:
-                    images.append(f)
-            for img in images:
-                mk = masks.get(img.stem, [])
-                if not mk:
-                    notes.append(f"busi: {img.name} has no mask, skipped")
-                    continue
-                union = None
-                for mf in mk:
-                    arr = np.asarray(Image.open(mf).convert("L")) >= 128
-                    union = arr if union is None else (union | arr)
-                if len(mk) > 1:
-                    notes.append(f"busi: {img.name}: merged {len(mk)} masks")
-                _transfer(img, stage / "images" / img.name, move)
-                (stage / "masks").mkdir(parents=True, exist_ok=True)
-                Image.fromarray((union * 255).astype(np.uint8)).save(stage / "masks" / f"{img.stem}.png")
-                rows.append((img.stem, cls))
-    else:
-        pairs = _raw_pair_dirs(src)
-        if not pairs:
-            raise DownloadError(f"busi: found neither benign/malignant/normal folders nor images + masks in {src}")
-        _, i, m = max(pairs, key=lambda t: len(_visible_images(t[1])))
-        _copy_pair_dir(i, m, stage, move)
-        for f in _visible_images(stage / "images"):
-            cls = next((c for c in ("benign", "malignant", "normal") if f.stem.lower().startswith(c)), "")
-            rows.append((f.stem, cls))
-        if any(not c for _, c in rows):
-            notes.append("busi: some names do not start with benign/malignant/normal; their class is empty in "
-                         "labels.csv (fill it in for stratified folds)")
-    stage.mkdir(parents=True, exist_ok=True)
-    with open(stage / "labels.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["name", "class"])
-        w.writerows(sorted(rows))
-    return notes
-
-
-GOALS_VALUES = {0, 80, 160, 255}
-
-
-def convert_goals(src: Path, stage: Path, part: Part | None = None, move: bool = False) -> list[str]:
-    """GOALS training data (``Image/`` + ``Layer_Masks/``, possibly inside ``Train/``) -> ``TrainDataset``;
-    other labelled folders (e.g. a validation set with labels) -> ``TestDataset/<name>``. Label images are copied
-    unchanged (values 0 RNFL, 80 GCIPL, 160 choroid, 255 background) after checking their values."""
-    notes = []
-    pairs = _raw_pair_dirs(Path(src))
-    if not pairs:
-        raise DownloadError(f"goals: found no Image/ + Layer_Masks/ folders in {src}")
-    train_done = False
-    for folder, i, m in pairs:
-        rel = folder.relative_to(src).as_posix().lower() if folder != src else ""
-        is_train = (not train_done) and ("val" not in rel and "test" not in rel)
-        dest = stage / "TrainDataset" if is_train else stage / "TestDataset" / (folder.name or "GOALS")
-        train_done = train_done or is_train
-        bad = []
-        for f in _visible_images(m):
-            vals = set(np.unique(np.asarray(Image.open(f))).tolist())
-            if not vals <= GOALS_VALUES:
-                bad.append(f"{f.name}: {sorted(vals - GOALS_VALUES)[:5]}")
-        if bad:
-            notes.append(f"goals: {len(bad)} label images hold values other than 0/80/160/255 (e.g. {bad[0]})")
-        _copy_pair_dir(i, m, dest, move)
-    return notes
-
-
-_NORMALISERS: dict[str, Callable[..., list[str]]] = {
-    "single": _norm_single, "sets": _norm_sets, "busi": _norm_busi, "goals": convert_goals,
-}
-
-
-def normalise(part: Part, src: Path, stage: Path, move: bool = False) -> list[str]:
-    """Lay the unpacked (or user-given) folder ``src`` out in ``stage`` as the library expects; returns notes."""
-    return _NORMALISERS[part.kind](Path(src), Path(stage), part, move)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Counting and verifying
 # ---------------------------------------------------------------------------------------------------------------
@@ -545,9 +205,9 @@ def _targets(part: Part, root: Path) -> list[Path]:
 
 def _count_images(folder: Path) -> tuple[int, int]:
     """(#images, #masks) of a folder with images/ + masks/ (0, 0 when absent)."""
-    i = _child(folder, ("images", "image")) if folder.is_dir() else None
-    m = _child(folder, ("masks", "mask")) if folder.is_dir() else None
-    return (len(_visible_images(i)) if i else 0, len(_visible_images(m)) if m else 0)
+    i = find_child(folder, IMAGE_DIR_NAMES)
+    m = find_child(folder, MASK_DIR_NAMES)
+    return (len(list_images(i)) if i else 0, len(list_images(m)) if m else 0)
 
 
 def _part_counts(part: Part, root: Path) -> dict[str, tuple[int, int]]:
@@ -556,7 +216,7 @@ def _part_counts(part: Part, root: Path) -> dict[str, tuple[int, int]]:
     base = root / part.dest
     if not base.is_dir():
         return {}
-    if _child(base, ("images", "image")):
+    if find_child(base, IMAGE_DIR_NAMES):
         return {part.dest: _count_images(base)}
     return {f"{part.dest}/{p.name}": _count_images(p) for p in sorted(base.iterdir()) if p.is_dir()}
 
@@ -579,7 +239,8 @@ def verify(name: str, root, deep: bool = False, log: Callable[[str], None] = pri
     """Check a dataset folder: the expected folders exist, file counts (against the published counts, or against
     the manifest of a synthetic dataset), images/masks pairing and, with ``deep``, that every pair decodes with
     equal sizes. Returns ``{"ok": bool, "problems": [...], "warnings": [...], "counts": {...}}``."""
-    from .data import DatasetError, SegmentationFolder
+    from .folders import SegmentationFolder
+    from .layout import DatasetError
 
     root = Path(root).expanduser()
     dataset, parts = resolve(name)
@@ -613,7 +274,7 @@ def verify(name: str, root, deep: bool = False, log: Callable[[str], None] = pri
             folders += [root / rel for rel, c in pc.items() if c != (0, 0)]
     for folder in folders:
         try:
-            classes, values = (4, (255, 0, 80, 160)) if dataset.task == "oct" else (1, None)
+            classes, values = (len(GOALS_CLASS_VALUES), GOALS_CLASS_VALUES) if dataset.task == "oct" else (1, None)
             ds = SegmentationFolder(folder, classes=classes, class_values=values)
             if deep:
                 problems += ds.verify(progress=True)
@@ -712,7 +373,7 @@ def download_part(part: Part, root, force: bool = False, source=None, progress: 
     tmp = Path(tempfile.mkdtemp(prefix=f".m2s-{part.name}-", dir=root))
     try:
         if archive is not None:
-            _unpack(archive, tmp / "unpacked", progress=progress)
+            unpack(archive, tmp / "unpacked", progress=progress)
             src_dir, move = tmp / "unpacked", True
         else:
             move = False  # never move files out of the user's folder
@@ -772,23 +433,3 @@ def download(name: str, root, force: bool = False, source=None, progress: bool =
         raise DownloadError(f"--source gives one archive or folder: name one part of {name} ({names})")
     return [download_part(p, root, force=force, source=source, progress=progress, downloader=downloader,
                           checksums=checksums, log=log) for p in parts]
-
-
-def list_datasets() -> str:
-    """A text table of the datasets, their parts, Drive ids, expected counts and manual routes."""
-    lines = []
-    for ds in DATASETS.values():
-        lines.append(f"{ds.name} (task {ds.task}): {ds.description}")
-        for p in ds.parts:
-            src = drive_url(p.gdrive_id) if p.gdrive_id else "manual download only"
-            exp = ", ".join(f"{k} {v}" for k, v in p.expected.items()) or "counts not published"
-            lines.append(f"  {p.name:18s} {src}")
-            lines.append(f"  {'':18s} images expected: {exp}")
-            if p.baidu:
-                lines.append(f"  {'':18s} mirror: {p.baidu}")
-        if ds.manual:
-            lines.append(f"  manual: {ds.manual}")
-        lines.append(f"  cite: {ds.citation}")
-        lines.append(f"  licence: {ds.licence}")
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from . import viz
-from .mmsm import NUM_LEVELS, ce_key, ms_key, unit_name
+from ..mmsm import NUM_LEVELS, ce_key, ms_key, unit_name
 from .viz import Figure
 
 __all__ = [

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import random
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atomic import write_bytes, write_text
-from .backbones import imagenet_weights_available, is_online  # noqa: F401  re-exported for the notebooks
+from ..atomic import write_bytes, write_text
+from ..backbones import imagenet_weights_available, is_online  # noqa: F401  re-exported for the notebooks
+from ..engine.runtime import seed_everything, select_device
 from .viz import show_figure  # re-exported: notebooks call nbu.show_figure
 
 __all__ = [
@@ -62,31 +62,8 @@ def resolve_path(path: str | os.PathLike | None) -> Path | None:
     return path if path.is_absolute() else repo_root() / path
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """``"auto"`` → CUDA if available, else Apple MPS, else CPU; otherwise the named device, checked to exist."""
-    name = str(name).strip().lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} was asked for but CUDA is not available here: use device='auto' or 'cpu'")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device={name!r} was asked for but Apple MPS is not available here: use 'auto' or 'cpu'")
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and PyTorch (CPU and CUDA) generators."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
+# The notebooks' names for the engine's one device rule and one seeding rule.
+pick_device = select_device
 
 
 def _version(module: str) -> str:

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from . import nbcheck
-from .atomic import write_text
+from ..atomic import write_text
 
 __all__ = [
     "PROFILE_PARAMETERS",
@@ -57,7 +57,7 @@ __all__ = [
     "write_report",
 ]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
 KERNEL_NAME = "python3"
 CELL_TIMEOUT = 3600  # seconds per cell (the paper-scale training cell is the long one)
@@ -120,8 +120,8 @@ def resolve_data(profile: str, data_root: str | None, data_dir: str | os.PathLik
     ``data_root`` given: used as it is (it must exist). Otherwise the profile's synthetic polyp set, generated
     once under ``data_dir`` with the name ``m2s train`` would give it.
     """
-    from .config import get_profile
-    from .synthetic import dataset_name, ensure_synthetic, read_manifest
+    from ..config import get_profile
+    from ..data.synthetic import dataset_name, ensure_synthetic, read_manifest
 
     d = get_profile(profile).data
     if data_root is not None:
@@ -157,7 +157,7 @@ def resolve_data(profile: str, data_root: str | None, data_dir: str | os.PathLik
 
 def build_context(profile: str, run_dir: Path, data_root: Path, data_info: Mapping[str, Any], device: str) -> dict:
     """The values :class:`Ref` entries point at, derived from the profile and the run."""
-    from .config import get_profile
+    from ..config import get_profile
 
     cfg = get_profile(profile)
     return {
@@ -302,12 +302,10 @@ def _strip_ansi(text: str) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 def environment(device: str, profile: str, data_root: Path, data_info: Mapping[str, Any]) -> dict[str, Any]:
     """Versions, machine, threads, device, profile and data for the report header."""
-    import torch
-
+    from ..engine.runtime import select_device
     from .notebook_utils import environment_report
 
-    dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    env = environment_report(dev)
+    env = environment_report(select_device(device))
     from importlib.metadata import PackageNotFoundError, version
 
     for package in ("pandas", "matplotlib", "pysodmetrics", "papermill"):
@@ -535,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = args.data_dir or str(ROOT / "runs" / "data")
 
     try:
-        from .config import get_profile
+        from ..config import get_profile
 
         task = get_profile(profile).data.task
         if task not in SUPPORTED_TASKS:

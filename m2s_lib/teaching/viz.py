@@ -16,19 +16,23 @@ Tensors may live on any device and carry a batch dimension (``index`` picks the 
 """
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.figure
 import numpy as np
+from PIL import Image
 import torch
 from matplotlib import colors as mcolors
 
-from .atomic import atomic_path
-from .constants import IMAGENET_MEAN, IMAGENET_STD
-from .mmsm import NUM_LEVELS, ce_key, ms_key, unit_name
-from .subtraction import upsample_like
+from ..atomic import atomic_path
+from ..constants import IMAGENET_MEAN, IMAGENET_STD
+from ..data.synthetic.generate import all_pairs
+from ..engine.predict import overlay as blend_overlay
+from ..mmsm import NUM_LEVELS, ce_key, ms_key, unit_name
+from ..subtraction import upsample_like
 
 __all__ = [
     "REDUCE_MODES",
@@ -37,6 +41,7 @@ __all__ = [
     "feature_title",
     "figure_png",
     "msu_scale_maps",
+    "gallery",
     "overlay",
     "plot_feature_pyramid",
     "plot_lossnet_features",
@@ -180,15 +185,13 @@ def overlay(image, mask, color="red", alpha: float = 0.45, index: int = 0) -> np
 
     ``image``: normalised tensor (see ``denormalize``) or an RGB/gray array; ``mask``: binary or soft map in
     [0, 1] of the same size (a soft map blends proportionally, so probability maps and Grad-CAM maps work too).
-    ``color``: any matplotlib colour (name, hex, RGB tuple).
+    ``color``: any matplotlib colour (name, hex, RGB tuple). The blend is :func:`m2s_lib.engine.predict.overlay`'s.
     """
     rgb = denormalize(image, index=index)
     m = np.clip(_mask2d(mask, index), 0.0, 1.0)
     if m.shape != rgb.shape[:2]:
         raise ValueError(f"mask of size {m.shape} does not match the image of size {rgb.shape[:2]}")
-    tint = np.asarray(mcolors.to_rgb(color), dtype=np.float32)
-    a = (float(alpha) * m)[..., None]
-    return ((1 - a) * rgb + a * tint).astype(np.float32)
+    return blend_overlay(rgb, m, mcolors.to_rgb(color), alpha, outline=0)
 
 
 def reduce_map(tensor, mode: str = "mean", channel: int = 0, index: int = 0) -> np.ndarray:
@@ -677,3 +680,30 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120, **savefig_
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         fig.savefig(handle, format=fmt, dpi=dpi, **savefig_kwargs)
     return path
+
+
+def gallery(root, n: int = 8, seed: int = 0, cols: int = 4):
+    """A figure of ``n`` random image/mask pairs found under ``root`` (all splits), with the mask contours drawn
+    on the images (one colour per class for label images). Returns a ``matplotlib.figure.Figure``."""
+    root = Path(root)
+    pairs = all_pairs(root)
+    if not pairs:
+        raise FileNotFoundError(f"no images/masks pairs under {root}")
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(pairs), size=min(n, len(pairs)), replace=False)
+    cols = max(1, min(cols, len(pick)))
+    rows = math.ceil(len(pick) / cols)
+    fig = Figure(figsize=(3.0 * cols, 3.0 * rows), layout="constrained")
+    colours = ["#00ff66", "#ffdd00", "#00ccff", "#ff3366"]
+    for k, idx in enumerate(pick):
+        split, name, ip, mp_ = pairs[int(idx)]
+        ax = fig.add_subplot(rows, cols, k + 1)
+        img = np.asarray(Image.open(ip).convert("RGB"))
+        mask = np.asarray(Image.open(mp_).convert("L"))
+        ax.imshow(img)
+        values = [v for v in np.unique(mask) if v != 255] if set(np.unique(mask)) - {0, 255} else [255]
+        for j, val in enumerate(values):
+            ax.contour(mask == val, levels=[0.5], colors=colours[j % len(colours)], linewidths=1.0)
+        ax.set_title(f"{split}/{name}", fontsize=8)
+        ax.axis("off")
+    return fig

@@ -1,0 +1,49 @@
+"""``m2s predict``: segment image files with a checkpoint (registered into ``m2s_lib.cli``)."""
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+__all__ = ["register", "run_predict"]
+
+_FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="segment images with a checkpoint: masks and overlays",
+        formatter_class=_FORMATTER,
+        description=textwrap.dedent(
+            """\
+            Segment image files or folders (a folder's images/ subfolder is used when present). For each image:
+            OUT/masks/<name>.png (0/255 at --threshold, or the label values for several classes),
+            OUT/probs/<name>.png (8-bit probability), OUT/overlays/<name>.png, and OUT/predictions.csv.
+            """
+        ),
+        epilog="example: m2s predict --checkpoint runs/tiny/best.pt photo.jpg more_images/ --out runs/pred",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    p.add_argument("--checkpoint", required=True, metavar="FILE", help="last.pt / best.pt, or the authors' .pth")
+    p.add_argument("--out", required=True, metavar="OUT", help="output folder")
+    p.add_argument("--size", type=int, default=None, help="test size (default: the checkpoint's)")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold of the masks (default 0.5)")
+    p.add_argument("--model", default=None, choices=["m2snet", "msnet", "fpn"], help="architecture (authors' weights)")
+    p.add_argument("--encoder", default="res2net50d", help="encoder of the authors' weights (default res2net50d)")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    p.set_defaults(func=run_predict)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from ..engine.checkpoint import load_model
+    from ..engine.predict import predict_files
+
+    model, cfg = load_model(args.checkpoint, device=args.device, model=args.model, encoder_name=args.encoder)
+    df = predict_files(
+        model, args.inputs, args.out, size=args.size or cfg.data.eval_size, threshold=args.threshold,
+        class_values=cfg.data.class_values, progress=not args.no_progress,
+    )  # fmt: skip
+    print(f"wrote masks and overlays of {len(df)} images to {args.out}")
+    return 0
