@@ -134,3 +134,64 @@ def test_profile_command_shows_table6_size_next_to_352(capsys):
     assert m2s(["profile", "--model", "msnet", "--encoder", "resnet18d", "--no-latency"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if "GMACs" in line]
     assert [line.split(" at ")[1].split(" ")[0] for line in lines] == ["256x256", "352x352"], lines
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 06: one training step by hand vs the library's train_step (what Trainer runs)
+# ---------------------------------------------------------------------------------------------------------------
+NB06 = ROOT / "notebooks" / "06_training.ipynb"
+
+
+@pytest.fixture(scope="module")
+def polyp_root(tmp_path_factory) -> Path:
+    from m2s_lib.synthetic import ensure_synthetic
+
+    return ensure_synthetic("polyp", tmp_path_factory.mktemp("nb06") / "polyp", 8, seed=0, size=64, n_test=2,
+                            progress=False)  # fmt: skip
+
+
+def _run_06_check(root: Path) -> dict:
+    ns: dict = {}
+    _run(_cells(NB06, ids=("2", "3")), ns, NB06)  # parameters, imports
+    ns.update(root=root, check_steps=2)
+    cells = _cells(NB06, tag="train-step-by-hand")
+    assert [cid for cid, _ in cells][-1] == "step-check", "the tagged cells must end with the comparison"
+    return _run(cells, ns, NB06)
+
+
+def test_06_hand_written_step_equals_train_step(polyp_root):
+    ns = _run_06_check(polyp_root)
+    assert len(ns["rows"]) == 2 and ns["moved"] > 0
+
+
+def test_06_check_fails_when_the_encoder_lr_ratio_changes(polyp_root, monkeypatch):
+    from m2s_lib import config
+
+    monkeypatch.setitem(config.PROFILES["paper-polyp"], "optim.encoder_lr_ratio", 1.0)  # the authors' slip
+    with pytest.raises(AssertionError, match=r"step 0: learning rates \(encoder, head\) differ"):
+        _run_06_check(polyp_root)
+
+
+def test_06_check_fails_when_lambda_changes(polyp_root, monkeypatch):
+    from m2s_lib import config
+
+    monkeypatch.setitem(config.PROFILES["paper-polyp"], "loss.lossnet_weight", 1.0)  # Eq. 4 as printed
+    with pytest.raises(AssertionError, match="step 0: Eq. 4 losses differ"):
+        _run_06_check(polyp_root)
+
+
+def test_06_check_fails_when_the_trainer_drops_weight_decay(polyp_root, monkeypatch):
+    """A change inside the trainer's optimiser (not in the config) is caught by the weights after the steps."""
+    from m2s_lib.engine import trainer
+
+    original = trainer.build_optimizer
+
+    def without_weight_decay(model, cfg):
+        opt = original(model, cfg)
+        for group in opt.param_groups:
+            group["weight_decay"] = 0.0
+        return opt
+
+    monkeypatch.setattr(trainer, "build_optimizer", without_weight_decay)
+    with pytest.raises(AssertionError, match="differ"):
+        _run_06_check(polyp_root)
