@@ -16,12 +16,13 @@ export OMP_NUM_THREADS := $(THREADS)
 export MKL_NUM_THREADS := $(THREADS)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv install reproduce test lint clean
+.PHONY: help venv install reproduce test lint site clean
 
 help:
 	@echo "make reproduce   set up .venv and run the offline reproduction (PROFILE=$(PROFILE) DATA=$(DATA))"
 	@echo "make test        set up .venv and run the test suite"
 	@echo "make lint        ruff + notebook-output check"
+	@echo "make site        the course website from runs/latest (RUN=runs/<run>; CHECK=1: headless-Chromium check)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +31,7 @@ $(PY):
 venv: $(PY)
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -e ".[dev,notebooks]"
+	$(PY) -m pip install -e ".[dev,notebooks,site]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -46,6 +47,12 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check m2s_lib tests benchmarks data_scripts
 	$(PY) -m m2s_lib.teaching.nbcheck notebooks --overrides tests/notebook_overrides.yaml
+
+# The course website from a run's executed notebooks (no re-execution): <run>/site/index.html.
+RUN ?=
+CHECK ?=
+site: install
+	$(PY) -m m2s_lib.teaching.site $(if $(RUN),--run $(RUN)) $(if $(CHECK),--check)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
