@@ -192,6 +192,7 @@ def test_notebooks_have_badges_and_install_cell():
 
 
 def test_badge_sync_keeps_papermill_runs_unchanged(tmp_path):
+    from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
 
     for nb in nbcheck.discover_notebooks(NOTEBOOK_DIR):
@@ -208,9 +209,22 @@ def test_badge_sync_keeps_papermill_runs_unchanged(tmp_path):
         tags = [c.metadata.get("tags", []) for c in nb.cells[:4]]
         assert tags[1:4] == [["badges"], ["install"], ["parameters"]], (path.name, tags)
         assert f"{url.removeprefix('https://github.com/')}/blob/main/notebooks/{path.name}" in nb.cells[1].source
-        run = parameterize_notebook(nb, {"image_size": 32})
+        run = parameterize_notebook(load_notebook_node(str(path)), {"image_size": 32})  # papermill's own steps
         assert [c.metadata.get("tags", []) for c in run.cells[2:5]] == [["install"], ["parameters"],
                                                                        ["injected-parameters"]]  # fmt: skip
+
+
+def test_nbcheck_lets_only_the_install_cell_precede_parameters(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# 00 · T"), nbformat.v4.new_code_cell("import os"),
+                nbformat.v4.new_code_cell("size = 3", metadata={"tags": ["parameters"]})]  # fmt: skip
+    path = tmp_path / "00_t.ipynb"
+    nbformat.write(nb, path)
+    assert any("not tagged 'parameters'" in p and "'install'" in p for p in nbcheck.notebook_problems(path))
+    assert nbcheck.parameter_names(path) == {}
+    nb.cells[1].metadata["tags"] = ["install"]
+    nbformat.write(nb, path)
+    assert nbcheck.notebook_problems(path) == [] and nbcheck.parameter_names(path) == {"size": 3}
 
 
 def test_install_cell_is_a_noop_when_m2s_lib_imports(monkeypatch, tmp_path):

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+from . import nbcheck
 from .nbcheck import discover_notebooks
 
 __all__ = [
@@ -40,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
 BRANCH = "main"  # the branch the badges open
 BADGES_TAG = "badges"
-INSTALL_TAG = "install"
+INSTALL_TAG = nbcheck.INSTALL_TAG
 CELL_IDS = {BADGES_TAG: "m2s-badges", INSTALL_TAG: "m2s-install"}
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 BINDER_BADGE = "https://mybinder.org/badge_logo.svg"

@@ -3,7 +3,8 @@
 Rules, for every ``*.ipynb`` under the given folders (``.ipynb_checkpoints`` skipped) or given as files:
 
 1. No outputs and no execution counts (strip with ``nbstripout`` before committing; the pre-commit hook does it).
-2. The first code cell is tagged ``parameters`` (papermill injects its overrides right after it).
+2. The first code cell is tagged ``parameters`` (papermill injects its overrides right after it); only the Colab
+   install cell, tagged ``install`` (m2s_lib.teaching.badges), may come before it.
 3. That cell holds only plain ``name = <literal>`` assignments (comments welcome): papermill overrides by
    re-assigning names, so a parameter computed from another one would silently keep its full-size value.
    Their comments hold no ``=``: papermill's parameter parser (``papermill --help-notebook``, the
@@ -30,6 +31,7 @@ from typing import Any
 
 __all__ = [
     "NOTEBOOK_GLOB",
+    "INSTALL_TAG",
     "PARAMETERS_TAG",
     "cell_source",
     "discover_notebooks",
@@ -45,6 +47,7 @@ __all__ = [
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"  # the ordered notebooks that tests and `make reproduce` execute
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
+INSTALL_TAG = "install"  # the Colab install cell, the one code cell allowed before `parameters`
 
 
 def discover_notebooks(folder: str | Path, pattern: str = NOTEBOOK_GLOB) -> list[Path]:
@@ -67,9 +70,9 @@ def _tags(cell: Mapping[str, Any]) -> list[str]:
 
 
 def parameters_cell(nb: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The first code cell if it is tagged ``parameters``, else ``None``."""
+    """The first code cell not tagged ``install`` if it is tagged ``parameters``, else ``None``."""
     for cell in nb.get("cells", []):
-        if cell.get("cell_type") == "code":
+        if cell.get("cell_type") == "code" and INSTALL_TAG not in _tags(cell):
             return cell if PARAMETERS_TAG in _tags(cell) else None
     return None
 
@@ -135,7 +138,8 @@ def notebook_problems(path: str | Path) -> list[str]:
     if not code_cells:
         problems.append("has no code cell")
     elif parameters_cell(nb) is None:
-        problems.append(f"its first code cell is not tagged {PARAMETERS_TAG!r} (papermill needs it)")
+        problems.append(f"its first code cell is not tagged {PARAMETERS_TAG!r} (papermill needs it; only a cell "
+                        f"tagged {INSTALL_TAG!r} may come before it)")
     else:
         problems += _parse_parameters(cell_source(parameters_cell(nb)))[1]
     with_outputs = [i for i, c in enumerate(nb.get("cells", []), 1) if c.get("cell_type") == "code" and c.get("outputs")]
