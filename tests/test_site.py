@@ -58,7 +58,7 @@ def _fake_run(folder: Path) -> Path:
     nb.cells = [
         nbformat.v4.new_markdown_cell("# 00 · First\n\nThe unit: $$MSU(A, B) = |A - B|$$ and $x^2$.\n\n"
                                       f"[![Open in Colab]({badges.COLAB_BADGE})](https://example.org) "
-                                      "Next: [the second](01_second.ipynb)."),
+                                      "Next: [the second](01_second.ipynb); [the model](../m2s_lib/model.py)."),
         nbformat.v4.new_code_cell(f"open({str(folder / 'executed.txt')!r}, 'w')", outputs=[figure, widget],
                                   execution_count=1),
     ]
@@ -89,6 +89,7 @@ def test_site_uses_stored_outputs_without_executing(fake_site):
     assert "colab.research.google.com/assets" not in page  # the badge image is local
     assert "<progress value='1' max='1'>" in page and "epoch 1/1: 100%" in page  # widget made static
     assert "https://github.com/" in page and "/blob/main/notebooks/00_first.ipynb" in page  # link to its source
+    assert "/blob/main/m2s_lib/model.py" in page and 'href="01_second.html"' in page  # code on GitHub, pages local
     landing = (site / "index.html").read_text()
     assert "A dot" in landing and "has no executed copy of" in landing  # gallery; the real notebooks are missing
     assert json.loads((site / MANIFEST).read_text())["pages"][1]["html"] == "notebooks/01_second.html"

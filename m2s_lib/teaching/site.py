@@ -28,6 +28,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 from warnings import catch_warnings, simplefilter
 
 from ..atomic import write_text
@@ -142,6 +143,25 @@ def _static_widgets(nb) -> None:
     nb.metadata.pop("widgets", None)
 
 
+LINK = re.compile(r"((?<!!)\[[^\[\]]*\]\()(?!https?:|mailto:|#)([^)\s]+)(\))")  # [text](relative), not images
+
+
+def _repository_links(text: str, folder: str, url: str) -> str:
+    """Relative links of a page in ``folder`` (``docs``, ``notebooks``) to files that are not pages of the site
+    (``../m2s_lib/model.py``, ``../README.md``) become links to the file in the repository on GitHub."""
+
+    def repl(m: re.Match) -> str:
+        target, _, fragment = m.group(2).partition("#")
+        path = os.path.normpath(os.path.join(folder, unquote(target)))
+        is_page = (path.startswith("docs/") and path.endswith(".md") and (ROOT / path).is_file()) or (
+            path.startswith("notebooks/") and path.endswith(".ipynb"))
+        if is_page or path.startswith("..") or not target:
+            return m.group(0)
+        return f"{m.group(1)}{url}/blob/{badges.BRANCH}/{path}{'#' + fragment if fragment else ''}{m.group(3)}"
+
+    return LINK.sub(repl, text)
+
+
 def _source_cell(name: str, run: Path, url: str):
     import nbformat
 
@@ -159,6 +179,7 @@ def _copy_notebook(executed: Path, dest: Path, run: Path, url: str) -> tuple[str
     _static_widgets(nb)
     for cell in nb.cells:
         if cell.cell_type == "markdown":
+            cell.source = _repository_links(cell.source, "notebooks", url)
             for remote, (local, _) in LOCAL_BADGES.items():
                 cell.source = cell.source.replace(remote, f"../_badges/{local}")
     title_at = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), None)
@@ -313,7 +334,8 @@ def _prepare_source(run: Path, src: Path, url: str) -> dict[str, Any]:
     docs = []
     for md in sorted(DOCS_DIR.glob("*.md")):
         (src / "docs").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(md, src / "docs" / md.name)
+        text = _repository_links(md.read_text(encoding="utf-8"), "docs", url)
+        (src / "docs" / md.name).write_text(text, encoding="utf-8")
         docs.append(f"docs/{md.stem}")
     static = src / "_static"
     static.mkdir(parents=True, exist_ok=True)
