@@ -7,6 +7,7 @@ did run in this session, or only some copies exist, missing copies fail. The bro
 (``apt-get install chromium``; ``.ci/run`` installs it): without one it skips, except under CI (``CI`` set), where
 it fails.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -27,7 +28,7 @@ from m2s_lib.teaching.site_check import SiteCheckError, check_site, find_chromiu
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 RUN = ROOT / "runs" / "tests"
-PNG_1PX = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+PNG_1PX = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 
 
 def _chromium() -> str:
@@ -56,11 +57,14 @@ def _fake_run(folder: Path) -> Path:
     nb = nbformat.v4.new_notebook()
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": state, "version_major": 2}}
     nb.cells = [
-        nbformat.v4.new_markdown_cell("# 00 · First\n\nThe unit: $$MSU(A, B) = |A - B|$$ and $x^2$.\n\n"
-                                      f"[![Open in Colab]({badges.COLAB_BADGE})](https://example.org) "
-                                      "Next: [the second](01_second.ipynb); [the model](../m2s_lib/model.py)."),
-        nbformat.v4.new_code_cell(f"open({str(folder / 'executed.txt')!r}, 'w')", outputs=[figure, widget],
-                                  execution_count=1),
+        nbformat.v4.new_markdown_cell(
+            "# 00 · First\n\nThe unit: $$MSU(A, B) = |A - B|$$ and $x^2$.\n\n"
+            f"[![Open in Colab]({badges.COLAB_BADGE})](https://example.org) "
+            "Next: [the second](01_second.ipynb); [the model](../m2s_lib/model.py)."
+        ),
+        nbformat.v4.new_code_cell(
+            f"open({str(folder / 'executed.txt')!r}, 'w')", outputs=[figure, widget], execution_count=1
+        ),
     ]
     nbformat.write(nb, folder / "00_first.ipynb")
     nb2 = nbformat.v4.new_notebook()
@@ -240,7 +244,9 @@ def test_install_cell_is_a_noop_when_m2s_lib_imports(monkeypatch, tmp_path):
 def test_install_cell_clones_and_installs_when_missing(monkeypatch, tmp_path):
     calls = []
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "m2s_lib" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "m2s_lib" else real_find_spec(name, *a)
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(subprocess, "run", lambda cmd, check: calls.append(cmd))
     monkeypatch.setattr(os, "chdir", lambda path: calls.append(["chdir", path]))

@@ -1,4 +1,5 @@
 """``m2s site``: the course as a static website, built from a run's executed notebooks (m2s_lib.teaching.site)."""
+
 from __future__ import annotations
 
 import argparse

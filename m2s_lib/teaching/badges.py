@@ -13,6 +13,7 @@ CI and on Binder (whose ``binder/postBuild`` installed it) it imports nothing an
 its parameters after the cell tagged ``parameters`` wherever that cell is, so papermill runs are unchanged.
 Colab's GPU (Runtime -> Change runtime type) is then picked by the notebooks' own ``device="auto"``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -87,7 +88,7 @@ def badges_markdown(notebook: str, url: str | None = None) -> str:
         f"[![Open in Colab]({COLAB_BADGE})]({colab_url(notebook, url)}) "
         f"[![Launch Binder]({BINDER_BADGE})]({binder_url(notebook, url)})\n\n"
         "*Run it without installing anything:* Colab (free GPU under *Runtime → Change runtime type*; the notebook "
-        "picks it through `device=\"auto\"`) or Binder (CPU). The next cell installs the package there; on your own "
+        'picks it through `device="auto"`) or Binder (CPU). The next cell installs the package there; on your own '
         "machine it does nothing."
     )
 
@@ -137,7 +138,9 @@ def sync_notebook(path: str | Path, write: bool = True, url: str | None = None) 
     url = url or repository_url()
     nb = nbformat.read(path, as_version=4)
     if not nb.cells or not _is_title(nb.cells[0]):
-        raise ValueError(f"{path}: the first cell must be the markdown title ('# NN · ...') for the badges to follow it")
+        raise ValueError(
+            f"{path}: the first cell must be the markdown title ('# NN · ...') for the badges to follow it"
+        )
     old = {tag: c for c in nb.cells for tag in (BADGES_TAG, INSTALL_TAG) if tag in _tags(c)}
     rest = [c for c in nb.cells[1:] if not {BADGES_TAG, INSTALL_TAG} & set(_tags(c))]
     cells = [nb.cells[0], *_expected_cells(path.name, url, old), *rest]
@@ -170,8 +173,10 @@ def badge_problems(folder: str | Path = NOTEBOOK_DIR, url: str | None = None) ->
             problems.append(str(err))
             continue
         if stale:
-            problems.append(f"{path}: badges/install cell missing or out of step with [project.urls] "
-                            "(run `python -m m2s_lib.teaching.badges --write`)")
+            problems.append(
+                f"{path}: badges/install cell missing or out of step with [project.urls] "
+                "(run `python -m m2s_lib.teaching.badges --write`)"
+            )
     return problems
 
 

@@ -14,6 +14,7 @@ Binder launch buttons), and ``docs/*.md``. ``site.json`` beside the pages lists 
 each executed notebook shows; :mod:`m2s_lib.teaching.site_check` opens every page in headless Chromium and checks
 them against it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,8 +74,10 @@ def resolve_run(run: str | os.PathLike | None) -> Path:
         raise SiteError(f"run folder {path} does not exist: {hint}")
     path = path.resolve()
     if not discover_notebooks(path):
-        raise SiteError(f"run folder {path} holds no executed notebooks (NN_*.ipynb): pass the folder of a reproduce "
-                        "run (runs/<timestamp>) or runs/tests after `make test`")
+        raise SiteError(
+            f"run folder {path} holds no executed notebooks (NN_*.ipynb): pass the folder of a reproduce "
+            "run (runs/<timestamp>) or runs/tests after `make test`"
+        )
     return path
 
 
@@ -119,7 +122,9 @@ def _widget_html(model_id: str, state: Mapping[str, Any], depth: int = 0) -> str
         if any(p is None for p in parts):
             return None
         direction = "row" if name == "HBoxModel" else "column"
-        return f"<div style='display:flex;flex-direction:{direction};gap:0.5em;align-items:center'>{''.join(parts)}</div>"
+        return (
+            f"<div style='display:flex;flex-direction:{direction};gap:0.5em;align-items:center'>{''.join(parts)}</div>"
+        )
     if name in ("HTMLModel", "HTMLMathModel"):
         return f"<span>{values.get('value', '')}</span>"
     if name == "LabelModel":
@@ -154,7 +159,8 @@ def _repository_links(text: str, folder: str, url: str) -> str:
         target, _, fragment = m.group(2).partition("#")
         path = os.path.normpath(os.path.join(folder, unquote(target)))
         is_page = (path.startswith("docs/") and path.endswith(".md") and (ROOT / path).is_file()) or (
-            path.startswith("notebooks/") and path.endswith(".ipynb"))
+            path.startswith("notebooks/") and path.endswith(".ipynb")
+        )
         if is_page or path.startswith("..") or not target:
             return m.group(0)
         return f"{m.group(1)}{url}/blob/{badges.BRANCH}/{path}{'#' + fragment if fragment else ''}{m.group(3)}"
@@ -165,8 +171,10 @@ def _repository_links(text: str, folder: str, url: str) -> str:
 def _source_cell(name: str, run: Path, url: str):
     import nbformat
 
-    text = (f"<small>Source: [`notebooks/{name}`]({url}/blob/{badges.BRANCH}/notebooks/{name}) (committed without "
-            f"outputs) · shown here as executed in run `{run.name}`.</small>")
+    text = (
+        f"<small>Source: [`notebooks/{name}`]({url}/blob/{badges.BRANCH}/notebooks/{name}) (committed without "
+        f"outputs) · shown here as executed in run `{run.name}`.</small>"
+    )
     return nbformat.v4.new_markdown_cell(text, metadata={"tags": ["m2s-site-source"]})
 
 
@@ -212,8 +220,9 @@ def _summary(run: Path, pages: Sequence[dict]) -> list[str]:
         entry = info.get(page["file"], {})
         status = entry.get("status", "executed")
         seconds = entry.get("seconds")
-        lines.append(f"| [{page['title']}]({page['doc']}.ipynb) | {status} | "
-                     f"{'' if seconds is None else f'{seconds:.0f} s'} |")
+        lines.append(
+            f"| [{page['title']}]({page['doc']}.ipynb) | {status} | {'' if seconds is None else f'{seconds:.0f} s'} |"
+        )
     lines.append("")
     report = run / "REPORT.md"
     text = report.read_text(encoding="utf-8") if report.is_file() else ""
@@ -246,8 +255,15 @@ def _gallery(run: Path, src: Path, pages: Sequence[dict]) -> list[str]:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(run / page["stem"] / files[0], target)
             caption = (item.get("caption") or item.get("name", "")).replace("\n", " ")
-            lines += [f"```{{figure}} _gallery/{page['stem']}/{files[0]}", ":figclass: m2s-gallery",
-                      f":alt: {caption}", "", f"[{page['stem'][:2]}]({page['doc']}.ipynb) · {caption}", "```", ""]
+            lines += [
+                f"```{{figure}} _gallery/{page['stem']}/{files[0]}",
+                ":figclass: m2s-gallery",
+                f":alt: {caption}",
+                "",
+                f"[{page['stem'][:2]}]({page['doc']}.ipynb) · {caption}",
+                "```",
+                "",
+            ]
             count += 1
     if not count:
         lines += ["_The notebooks of this run saved no figures (run them with a `run_dir`)._", ""]
@@ -311,8 +327,11 @@ def _settings(url: str, mathjax_local: bool) -> dict[str, Any]:
             "use_source_button": True,
             "use_download_button": True,
             "home_page_in_toc": True,
-            "launch_buttons": {"colab_url": "https://colab.research.google.com", "binderhub_url": "https://mybinder.org",
-                               "notebook_interface": "jupyterlab"},  # fmt: skip
+            "launch_buttons": {
+                "colab_url": "https://colab.research.google.com",
+                "binderhub_url": "https://mybinder.org",
+                "notebook_interface": "jupyterlab",
+            },  # fmt: skip
         },
         "html_last_updated_fmt": None,
     }
@@ -382,8 +401,13 @@ def _replace(new: Path, out: Path) -> None:
         os.replace(new, out)
 
 
-def build_site(run: str | os.PathLike | None = None, out: str | os.PathLike | None = None, overwrite: bool = False,
-               quiet: bool = True, log=print) -> tuple[Path, dict]:
+def build_site(
+    run: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    quiet: bool = True,
+    log=print,
+) -> tuple[Path, dict]:
     """Build the site of a run folder into ``out`` (default ``<run>/site``); its path and its manifest."""
     run_dir = resolve_run(run)
     out_dir = Path(out).expanduser().resolve() if out is not None else run_dir / "site"
@@ -398,8 +422,10 @@ def build_site(run: str | os.PathLike | None = None, out: str | os.PathLike | No
     try:
         manifest = _prepare_source(run_dir, work / "src", url)
         if manifest["mathjax"] == "cdn":
-            log("site: sphinx-mathjax-offline is not installed: equations need MathJax from its CDN (online only); "
-                "`pip install -e '.[site]'` bundles it")
+            log(
+                "site: sphinx-mathjax-offline is not installed: equations need MathJax from its CDN (online only); "
+                "`pip install -e '.[site]'` bundles it"
+            )
         new = out_dir.with_name(f".{out_dir.name}.new-{os.getpid()}")
         new.parent.mkdir(parents=True, exist_ok=True)
         manifest["warnings"] = _sphinx(work / "src", new, work / "doctrees", quiet)
@@ -424,8 +450,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", default=None, help="run folder with executed notebooks (default runs/latest)")
     parser.add_argument("--out", default=None, help="output folder (default <run>/site)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out even if it is not an m2s site")
-    parser.add_argument("--check", action="store_true",
-                        help="then open every page in headless Chromium: images, figures, equations, links, screenshots")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="then open every page in headless Chromium: images, figures, equations, links, screenshots",
+    )
     parser.add_argument("--verbose", action="store_true", help="show Sphinx's progress")
 
 
@@ -436,8 +465,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"site: {err}", file=sys.stderr)
         return 2
     warnings = manifest["warnings"]
-    print(f"site: {len(manifest['pages'])} notebook page(s) + {len(manifest['docs'])} doc page(s) in "
-          f"{manifest['seconds']:.0f} s -> {out / 'index.html'}" + (f" ({len(warnings)} Sphinx warning(s))" if warnings else ""))
+    print(
+        f"site: {len(manifest['pages'])} notebook page(s) + {len(manifest['docs'])} doc page(s) in "
+        f"{manifest['seconds']:.0f} s -> {out / 'index.html'}"
+        + (f" ({len(warnings)} Sphinx warning(s))" if warnings else "")
+    )
     for line in warnings[:10]:
         print(f"  {line}")
     if manifest["missing"]:

@@ -14,6 +14,7 @@ Screenshots (1280 px wide) go to ``<site>/../site-screenshots/``: the landing pa
 its top and at its first figure, and the first notebook equation. The landing page is also opened from
 ``file://`` to show the site works without a server.
 """
+
 from __future__ import annotations
 
 import base64
@@ -78,8 +79,10 @@ class SiteReport:
     def summary(self) -> str:
         images = sum(len(p["images"]) for p in self.pages.values())
         math = sum(p["math"] for p in self.pages.values())
-        return (f"site check: {len(self.pages)} page(s), {images} image(s), {math} equation(s) typeset, no broken link, "
-                f"in {self.seconds:.0f} s; screenshots:\n" + "\n".join(f"  {p}" for p in self.screenshots))
+        return (
+            f"site check: {len(self.pages)} page(s), {images} image(s), {math} equation(s) typeset, no broken link, "
+            f"in {self.seconds:.0f} s; screenshots:\n" + "\n".join(f"  {p}" for p in self.screenshots)
+        )
 
 
 def find_chromium() -> str | None:
@@ -181,8 +184,10 @@ def browser(chromium: str) -> Iterator[_Page]:
         deadline = time.monotonic() + 30
         while not (port_file.is_file() and port_file.read_text().strip()):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise SiteCheckError(f"{chromium} did not start (exit status {proc.poll()}); try it by hand: "
-                                     f"{chromium} --headless --no-sandbox --dump-dom about:blank")
+                raise SiteCheckError(
+                    f"{chromium} did not start (exit status {proc.poll()}); try it by hand: "
+                    f"{chromium} --headless --no-sandbox --dump-dom about:blank"
+                )
             time.sleep(0.1)
         port = port_file.read_text().split()[0]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as reply:
@@ -222,7 +227,7 @@ def page_problems(page: str, probe: dict, figures: int | None) -> list[str]:
     for token in TEX_LEFT:
         at = probe["text"].find(token)
         if at >= 0:
-            problems.append(f"{page}: TeX left as text: ...{probe['text'][max(0, at - 40):at + 40]!r}...")
+            problems.append(f"{page}: TeX left as text: ...{probe['text'][max(0, at - 40) : at + 40]!r}...")
     return problems
 
 
@@ -245,8 +250,9 @@ def link_problems(site: Path, base: str, pages: dict[str, dict]) -> list[str]:
     return problems
 
 
-def check_site(site: str | os.PathLike, screenshots: str | os.PathLike | None = None,
-               chromium: str | None = None) -> SiteReport:
+def check_site(
+    site: str | os.PathLike, screenshots: str | os.PathLike | None = None, chromium: str | None = None
+) -> SiteReport:
     """Open every page of a built site in headless Chromium; raise :class:`SiteCheckError` listing the problems."""
     start = time.perf_counter()
     site = Path(site).resolve()
@@ -259,7 +265,9 @@ def check_site(site: str | os.PathLike, screenshots: str | os.PathLike | None = 
         raise SiteCheckError("no Chromium found: `apt-get install chromium` (Debian/Ubuntu) or set M2S_CHROMIUM")
     shots = Path(screenshots) if screenshots is not None else site.parent / "site-screenshots"
     figures = {p["html"]: p["figures"] for p in manifest["pages"]}
-    html_pages = sorted(str(p.relative_to(site)) for p in site.rglob("*.html") if not p.relative_to(site).parts[0].startswith("_"))
+    html_pages = sorted(
+        str(p.relative_to(site)) for p in site.rglob("*.html") if not p.relative_to(site).parts[0].startswith("_")
+    )
     report = SiteReport()
     with serve(site) as base, browser(chromium) as page:
         for rel in html_pages:
