@@ -1,0 +1,240 @@
+"""The report of an ablation study: per-variant table, paired comparisons with verdicts, early-training probe,
+one figure. Everything is computed from the study folder's ``runs.csv`` and ``steps/`` (``m2s_lib.engine.study``),
+so it can be rewritten at any time, also for a study that is still running (its table then says how many seeds
+each row has).
+
+Files written into the study folder (atomically): ``REPORT.md``, ``summary.csv``, ``comparisons.csv``,
+``early.csv``, ``ablations.png``.
+"""
+from __future__ import annotations
+
+import io
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ..atomic import write_bytes, write_text
+from .stats import LOWER_IS_BETTER, paired_difference, summarise, verdict
+from .study import COMPARISONS, METRICS, VARIANTS, StudySpec, read_results, variant_config
+
+__all__ = ["study_tables", "early_table", "scale_text", "report_markdown", "write_report", "latest_study"]
+
+
+def _label(key: str) -> str:
+    v = VARIANTS.get(key)
+    return v.label if v else key
+
+
+def study_tables(scores: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(summary, comparisons)``: per variant and metric the t interval over seeds; per claim and metric the
+    paired difference ``variant − baseline`` with its interval and verdict."""
+    summary = summarise(scores, METRICS)
+    present = set(scores["variant"])
+    rows = []
+    for c in COMPARISONS:
+        if c.variant not in present or c.baseline not in present:
+            continue
+        for metric in METRICS:
+            d = paired_difference(scores, c.variant, c.baseline, metric)
+            rows.append({"table": c.table, "claim": c.claim, "variant": c.variant, "baseline": c.baseline,
+                         "direction": c.direction, "metric": metric, "n": d["n"], "mean": d["mean"], "sd": d["sd"],
+                         "lo": d["lo"], "hi": d["hi"], "verdict": verdict(d["lo"], d["hi"], c.direction, metric)})
+    cols = ["table", "claim", "variant", "baseline", "direction", "metric", "n", "mean", "sd", "lo", "hi", "verdict"]
+    return summary, pd.DataFrame(rows, columns=cols)
+
+
+def early_table(out: str | os.PathLike) -> pd.DataFrame:
+    """The probe rows of every run (``steps/<variant>-s<seed>.csv``), with ``variant`` and ``seed`` columns."""
+    frames = []
+    for path in sorted(Path(out, "steps").glob("*-s*.csv")):
+        key, _, seed = path.stem.rpartition("-s")
+        df = pd.read_csv(path)
+        df.insert(0, "seed", int(seed))
+        df.insert(0, "variant", key)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _read_spec(out: Path) -> StudySpec | None:
+    path = out / "study.yaml"
+    if not path.is_file():
+        return None
+    return StudySpec(**(yaml.safe_load(path.read_text()) or {}))
+
+
+def scale_text(spec: StudySpec) -> str:
+    """One paragraph: what every run of the study is (recipe, data, VGG weights of L_f)."""
+    from .study import lossnet_weights_note
+
+    key = spec.variants[0]
+    cfg = variant_config(spec, key, spec.seeds[0])
+    d, o, m = cfg.data, cfg.optim, cfg.model
+    data = (f"the dataset at {d.root}" if d.root else
+            f"synthetic polyps ({d.synthetic_difficulty} level, {d.synthetic_n} training images at "
+            f"{d.synthetic_size} px, {5 * d.synthetic_n_test} test images in 5 sets)")
+    steps = f", at most {cfg.run.max_steps_per_epoch} steps per epoch" if cfg.run.max_steps_per_epoch else ""
+    return (f"profile `{spec.profile}`: {m.encoder_name} ({m.encoder_weights or 'random init'}), {m.channels}-channel "
+            f"head, {o.optimizer.upper()} lr {o.lr:g}, {o.epochs} epochs{steps} of batch {o.batch_size}, training sizes "
+            f"{list(d.train_sizes) or [d.size]} px, test at {d.eval_size} px; {data}. L_f uses "
+            f"{lossnet_weights_note(cfg)}, weight {VARIANTS['m2snet'].overrides['loss.lossnet_weight']} (the authors'), "
+            f"input {cfg.loss.lossnet_input_size} px. Seeds {spec.seeds}; same seed = same batches in every variant.")
+
+
+def _fmt(row: pd.Series) -> str:
+    if not np.isfinite(row["lo"]):
+        return f"{row['mean']:.3f} (n={int(row['n'])}, no CI)"
+    return f"{row['mean']:.3f} ± {row['sd']:.3f} [{row['lo']:.3f}, {row['hi']:.3f}]"
+
+
+def _wide_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for key, g in summary.groupby("variant", sort=False):
+        g = g.set_index("metric")
+        rows.append({"variant": _label(key), "key": key, "table": VARIANTS[key].table if key in VARIANTS else "",
+                     "seeds": int(g.loc["mDice", "n"]), **{m: _fmt(g.loc[m]) for m in METRICS}})
+    return pd.DataFrame(rows)
+
+
+def _comparison_lines(comparisons: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (claim, variant, baseline), g in comparisons.groupby(["claim", "variant", "baseline"], sort=False):
+        g = g.set_index("metric")
+        cell = {m: (f"{g.loc[m, 'mean']:+.3f} [{g.loc[m, 'lo']:+.3f}, {g.loc[m, 'hi']:+.3f}]"
+                    if np.isfinite(g.loc[m, "lo"]) else f"{g.loc[m, 'mean']:+.3f} (no CI)") for m in METRICS}
+        rows.append({"claim (paper)": f"{claim} [{g['table'].iloc[0]}]", "difference": f"{variant} − {baseline}",
+                     "seeds": int(g.loc["mDice", "n"]), "Δ mDice [95 % CI]": cell["mDice"],
+                     "verdict (mDice)": g.loc["mDice", "verdict"], "Δ mIoU": cell["mIoU"], "Δ MAE": cell["MAE"],
+                     "verdict (MAE)": g.loc["MAE", "verdict"]})
+    return pd.DataFrame(rows)
+
+
+def _early_summary(early: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds, per variant and probe step, of the probe's Dice (both BatchNorm modes) and F_k terms."""
+    if early.empty or "dice_eval" not in early:
+        return pd.DataFrame()
+    probed = early.dropna(subset=["dice_eval"])
+    cols = [c for c in probed.columns if c.startswith(("dice_", "term"))]
+    return probed.groupby(["variant", "step"], sort=False)[cols].mean().reset_index()
+
+
+def _loss_at(early: pd.DataFrame, steps=(10, 25, 50, 100, 200)) -> pd.DataFrame:
+    """Training loss averaged over a window of 10 steps ending at each step, mean over seeds."""
+    if early.empty:
+        return pd.DataFrame()
+    rows = []
+    for key, g in early.groupby("variant", sort=False):
+        row: dict[str, Any] = {"variant": key}
+        for s in steps:
+            w = g[(g["step"] > s - 10) & (g["step"] <= s)]
+            row[f"loss@{s}"] = float(w["loss"].mean()) if len(w) else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def report_markdown(out: Path, spec: StudySpec, scores: pd.DataFrame, summary: pd.DataFrame,
+                    comparisons: pd.DataFrame, early: pd.DataFrame) -> str:
+    expected = len(spec.variants) * len(spec.seeds)
+    finished = len(scores)
+    state = ("complete" if finished >= expected else
+             f"PARTIAL: {finished} of {expected} runs finished (run the same command again to continue)")
+    wall = ""
+    if finished:
+        train = scores["train_s"].sum() + scores["eval_s"].sum()
+        wall = (f"Compute: {train / 60:.1f} min of training + scoring summed over runs; mean 1-min load average "
+                f"{scores['load_1min'].mean():.1f} on {os.cpu_count()} cores; last run finished "
+                f"{scores['finished_utc'].iloc[-1]}.")
+    lines = [
+        "# Ablation study (Tables 9–11): seeded, paired, with 95 % confidence intervals", "",
+        f"Study folder `{out}` — {state}.", "",
+        f"**What every run is.** {scale_text(spec)}", "",
+        "Scores: PraNet protocol (Dice and IoU averaged over 256 thresholds, MAE), pooled over all test images; "
+        "per variant the mean ± sd over seeds and the 95 % t confidence interval of the mean [lo, hi]. "
+        "Comparisons: the paired difference variant − baseline (same seed), its mean and 95 % t interval. Verdict: "
+        "the interval excludes 0 on the paper's side = *supported*, on the other side = *contradicted*, otherwise "
+        "*not resolved at this scale* (for a claim of closeness: inside ±0.01 = supported). These are verdicts about "
+        "this scale (small encoder from scratch, synthetic data), not about the paper's setting.", "",
+        wall, "", "## Per variant", "",
+        _wide_summary(summary).to_markdown(index=False) if len(summary) else "(no finished run yet)", "",
+        "## The paper's claims, as paired differences", "",
+        _comparison_lines(comparisons).to_markdown(index=False) if len(comparisons) else "(no comparable pair yet)",
+        "", "![ablations](ablations.png)", "",
+    ]
+    early_sum = _early_summary(early)
+    if len(early_sum):
+        lines += ["## Early training (probe on 20 test images; mean over seeds)", "",
+                  "`dice_eval`: Dice of p > 0.5 with BatchNorm running statistics (test-time behaviour); "
+                  "`dice_batch`: the same network with batch statistics. `term<k>`: mean |F_k(up A) − F_k(B)| over "
+                  "the subtraction units (k = 1: |up A − B|).", "",
+                  early_sum.round(4).to_markdown(index=False), "", _loss_at(early).round(4).to_markdown(index=False), ""]
+    return "\n".join(lines)
+
+
+def _figure(scores: pd.DataFrame, comparisons: pd.DataFrame, summary: pd.DataFrame) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    dice = summary[summary["metric"] == "mDice"].reset_index(drop=True)
+    comp = comparisons[comparisons["metric"] == "mDice"].reset_index(drop=True)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 0.5 * max(len(dice), len(comp), 3) + 1.8), layout="constrained")
+    order = list(dice["variant"])
+    sns.stripplot(data=scores, y="variant", x="mDice", order=order, ax=ax, color="0.35", size=5, jitter=0.12)
+    for i, row in dice.iterrows():
+        ax.plot([row["lo"], row["hi"]], [i, i], color="tab:blue", lw=3, alpha=0.6)
+        ax.plot(row["mean"], i, "D", color="tab:blue")
+    ax.set(yticks=range(len(order)), yticklabels=[_label(k) for k in order], ylabel="",
+           xlabel="test mDice (PraNet protocol); dots: seeds; bar: 95 % CI", title="Per variant")
+    ax.grid(axis="x", alpha=0.3)
+    colors = {"supported": "tab:green", "contradicted": "tab:red"}
+    for i, row in comp.iterrows():
+        c = colors.get(row["verdict"], "tab:gray")
+        if np.isfinite(row["lo"]):
+            bx.plot([row["lo"], row["hi"]], [i, i], color=c, lw=3, alpha=0.7)
+        bx.plot(row["mean"], i, "o", color=c)
+    bx.axvline(0, color="black", lw=0.8)
+    bx.set(yticks=range(len(comp)), yticklabels=[f"{r.variant} − {r.baseline}" for r in comp.itertuples()],
+           xlabel="paired Δ mDice, 95 % CI (green: supports the paper, red: contradicts, grey: not resolved)",
+           title="The paper's claims")
+    bx.invert_yaxis()
+    ax.invert_yaxis() if False else None
+    bx.grid(axis="x", alpha=0.3)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_report(out: str | os.PathLike) -> dict[str, Path]:
+    """Write the report files of the study in ``out``; returns their paths (``markdown``, ``summary`` ...)."""
+    out = Path(out)
+    spec = _read_spec(out)
+    if spec is None:
+        raise FileNotFoundError(f"{out} holds no study (no study.yaml): run `m2s ablations run --out {out}` first")
+    scores = read_results(out)
+    summary, comparisons = study_tables(scores) if len(scores) else (pd.DataFrame(), pd.DataFrame())
+    early = early_table(out)
+    paths = {"markdown": out / "REPORT.md", "summary": out / "summary.csv", "comparisons": out / "comparisons.csv",
+             "early": out / "early.csv", "figure": out / "ablations.png"}
+    write_text(paths["summary"], summary.to_csv(index=False))
+    write_text(paths["comparisons"], comparisons.to_csv(index=False))
+    write_text(paths["early"], _early_summary(early).to_csv(index=False))
+    if len(scores):
+        write_bytes(paths["figure"], _figure(scores, comparisons, summary))
+    write_text(paths["markdown"], report_markdown(out, spec, scores, summary, comparisons, early))
+    return paths
+
+
+def latest_study(root: str | os.PathLike = "runs/ablations") -> Path | None:
+    """The study folder under ``root`` whose ``runs.csv`` changed last (None when there is none)."""
+    found = sorted(Path(root).glob("*/runs.csv"), key=lambda p: p.stat().st_mtime)
+    return found[-1].parent if found else None
+
+
+_ = (LOWER_IS_BETTER, time)  # re-exported names used by callers' docs

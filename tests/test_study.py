@@ -1,0 +1,189 @@
+"""The ablation study: statistics against hand-computed values, verdicts, paired batches, resume, report."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from m2s_lib.engine import study as study_mod
+from m2s_lib.engine.stats import (CONTRADICTED, NOT_RESOLVED, SUPPORTED, paired_difference, summarise, t_interval,
+                                  verdict)
+from m2s_lib.engine.study import COMPARISONS, VARIANTS, StudyError, read_results, run_study, study_spec
+
+T_975_2 = 4.302652729911275  # Student's t, 97.5 % quantile, 2 degrees of freedom (tables: 4.303)
+
+# A fixed table of fake scores: three seeds of two variants.
+FAKE = pd.DataFrame({
+    "variant": ["m2snet"] * 3 + ["msnet"] * 3,
+    "seed": [0, 1, 2, 0, 1, 2],
+    "mDice": [0.80, 0.82, 0.84, 0.70, 0.75, 0.71],
+    "MAE": [0.050, 0.040, 0.030, 0.060, 0.050, 0.040],
+})
+
+
+def test_t_interval_by_hand():
+    # m2snet: mean 0.82; deviations −0.02, 0, +0.02 → var = 0.0008 / 2 = 0.0004, sd 0.02; se = 0.02/√3 = 0.0115470
+    # half-width = 4.302653 × 0.0115470 = 0.0496828
+    r = t_interval([0.80, 0.82, 0.84])
+    assert r["n"] == 3
+    assert r["mean"] == pytest.approx(0.82, abs=1e-12)
+    assert r["sd"] == pytest.approx(0.02, abs=1e-12)
+    assert r["lo"] == pytest.approx(0.82 - 0.0496828, abs=1e-6)
+    assert r["hi"] == pytest.approx(0.82 + 0.0496828, abs=1e-6)
+
+
+def test_summarise_fake_table():
+    s = summarise(FAKE, ["mDice"]).set_index("variant")
+    # msnet: mean 0.72; deviations −0.02, +0.03, −0.01 → var = 0.0014 / 2 = 0.0007, sd = 0.0264575
+    assert s.loc["msnet", "mean"] == pytest.approx(0.72, abs=1e-12)
+    assert s.loc["msnet", "sd"] == pytest.approx(math.sqrt(0.0007), abs=1e-12)
+    half = T_975_2 * math.sqrt(0.0007) / math.sqrt(3)  # = 0.0657241
+    assert half == pytest.approx(0.0657241, abs=1e-7)
+    assert s.loc["msnet", "hi"] - s.loc["msnet", "mean"] == pytest.approx(half, abs=1e-9)
+
+
+def test_paired_difference_by_hand():
+    # m2snet − msnet per seed: +0.10, +0.07, +0.13 → mean 0.10, sd 0.03, se 0.0173205, half 0.0745241
+    d = paired_difference(FAKE, "m2snet", "msnet", "mDice")
+    assert d["seeds"] == [0, 1, 2]
+    assert d["mean"] == pytest.approx(0.10, abs=1e-12)
+    assert d["sd"] == pytest.approx(0.03, abs=1e-12)
+    assert (d["lo"], d["hi"]) == pytest.approx((0.10 - 0.0745241, 0.10 + 0.0745241), abs=1e-6)
+    assert verdict(d["lo"], d["hi"], +1) == SUPPORTED
+    # The paired interval is narrower than the unpaired spreads suggest: sd of the differences 0.03 vs the two
+    # variants' own sds 0.02 and 0.026 would give a Welch-type se of sqrt(0.0004/3 + 0.0007/3) = 0.0191.
+    # MAE: m2snet − msnet = −0.01 at every seed → sd 0, interval [−0.01, −0.01]: lower MAE is the paper's side.
+    m = paired_difference(FAKE, "m2snet", "msnet", "MAE")
+    assert m["mean"] == pytest.approx(-0.01, abs=1e-12) and m["sd"] == pytest.approx(0.0, abs=1e-12)
+    assert verdict(m["lo"], m["hi"], +1, metric="MAE") == SUPPORTED
+
+
+def test_paired_difference_uses_shared_seeds_only():
+    partial = FAKE[~((FAKE["variant"] == "msnet") & (FAKE["seed"] == 2))]
+    d = paired_difference(partial, "m2snet", "msnet", "mDice")
+    # seeds 0 and 1: +0.10, +0.07 → mean 0.085, sd = 0.03/√2 = 0.0212132, t(0.975, 1) = 12.7062
+    assert d["seeds"] == [0, 1] and d["n"] == 2
+    assert d["mean"] == pytest.approx(0.085, abs=1e-12)
+    assert d["hi"] - d["mean"] == pytest.approx(12.706204736 * (0.03 / math.sqrt(2)) / math.sqrt(2), abs=1e-6)
+
+
+def test_one_seed_has_no_interval_and_no_verdict():
+    r = t_interval([0.5])
+    assert r["n"] == 1 and math.isnan(r["sd"]) and math.isnan(r["lo"])
+    assert verdict(r["lo"], r["hi"], +1) == NOT_RESOLVED
+
+
+@pytest.mark.parametrize("lo, hi, direction, metric, expected", [
+    (0.01, 0.05, +1, "mDice", SUPPORTED),
+    (-0.05, -0.01, +1, "mDice", CONTRADICTED),
+    (-0.01, 0.05, +1, "mDice", NOT_RESOLVED),
+    (-0.05, -0.01, -1, "mDice", SUPPORTED),
+    (0.01, 0.05, +1, "MAE", CONTRADICTED),  # a higher MAE is worse: the paper's "better" means lower MAE
+    (-0.004, 0.006, 0, "mDice", SUPPORTED),  # "close": inside ±0.01
+    (-0.02, 0.006, 0, "mDice", NOT_RESOLVED),
+    (0.002, 0.006, 0, "mDice", CONTRADICTED),
+])
+def test_verdict_words(lo, hi, direction, metric, expected):
+    assert verdict(lo, hi, direction, metric) == expected
+
+
+def test_variants_are_faithful_rows():
+    assert VARIANTS["m2snet"].overrides["loss.lossnet_weight"] == 0.1  # the reference row trains with L_f
+    assert VARIANTS["m2snet-nolf"].overrides["loss.lossnet_weight"] == 0.0
+    lf_alone = VARIANTS["m2snet-lfonly"]
+    assert lf_alone.structure_weight == 0.0 and lf_alone.overrides["loss.lossnet_weight"] == 0.1
+    keys = set(VARIANTS)
+    for c in COMPARISONS:
+        assert {c.variant, c.baseline} <= keys, c
+    spec = study_spec("cpu")
+    assert {"fpn", "msnet", "au", "m2snet", "m2snet-nolf"} <= set(spec.variants) and len(spec.seeds) >= 3
+
+
+def test_bad_study_settings_are_one_clear_line():
+    with pytest.raises(StudyError, match="unknown variant"):
+        study_spec("cpu", variants=["m2snet", "m3snet"])
+    with pytest.raises(StudyError, match="unknown study preset 'gpu'"):
+        study_spec("gpu")
+    with pytest.raises(StudyError, match="repeat"):
+        study_spec("cpu", seeds=[0, 0])
+
+
+def _tiny_spec(tmp_path, variants=("msnet", "m2snet"), seeds=(0, 1)):
+    return study_spec("smoke", variants=list(variants), seeds=list(seeds),
+                      overrides={"data.synthetic_dir": str(tmp_path / "data")})
+
+
+def test_resume_never_retrains_a_finished_run(tmp_path, monkeypatch):
+    """An interrupted study continues at its first unfinished run; finished runs are never trained again."""
+    calls: list[tuple[str, int]] = []
+
+    def fake(key, seed, cfg, spec, out):
+        if len(calls) == 2 and not getattr(fake, "interrupted", False):
+            fake.interrupted = True
+            raise KeyboardInterrupt  # the third run is interrupted
+        calls.append((key, seed))
+        return {"variant": key, "seed": seed, "mDice": 0.5 + 0.01 * len(calls), "mIoU": 0.4, "MAE": 0.1,
+                "steps": 1, "train_s": 0.0, "eval_s": 0.0, "load_1min": 0.0, "finished_utc": "x"}
+
+    monkeypatch.setattr(study_mod, "train_and_score", fake)
+    spec = _tiny_spec(tmp_path)
+    out = tmp_path / "study"
+    with pytest.raises(KeyboardInterrupt):
+        run_study(spec, out, progress=False, log=lambda m: None)
+    first = read_results(out)
+    assert list(zip(first["variant"], first["seed"])) == [("msnet", 0), ("m2snet", 0)]  # seed by seed: paired
+    assert not list((out / "claims").glob("*.pid"))  # the interrupted run's claim was released
+    run_study(_tiny_spec(tmp_path), out, progress=False, log=lambda m: None)
+    assert calls == [("msnet", 0), ("m2snet", 0), ("msnet", 1), ("m2snet", 1)]
+    final = read_results(out)
+    pd.testing.assert_frame_equal(final.iloc[:2], first)  # rows of finished runs are kept as they were
+    run_study(_tiny_spec(tmp_path), out, progress=False, log=lambda m: None)
+    assert len(calls) == 4  # nothing left to train
+
+
+def test_other_settings_in_the_same_folder_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(study_mod, "train_and_score", lambda *a: pytest.fail("must not train"))
+    out = tmp_path / "study"
+    spec = _tiny_spec(tmp_path)
+    study_mod._prepare_folder(out.resolve() if out.exists() else (out.mkdir() or out), spec)
+    other = study_spec("smoke", variants=["msnet"], seeds=[0], overrides={"optim.epochs": 2})
+    with pytest.raises(StudyError, match=r"other settings \(optim.epochs\).*another --out"):
+        run_study(other, out, progress=False, log=lambda m: None)
+
+
+def test_same_seed_same_batches_across_variants(tmp_path):
+    """PairedBatches makes the augmented batches of two different networks identical for the same seed."""
+    import torch
+
+    from m2s_lib.train import Trainer
+
+    spec = _tiny_spec(tmp_path)
+
+    def first_batch(key, paired):
+        cfg = study_mod.variant_config(spec, key, 3)
+        trainer = Trainer(cfg, None, log=lambda m: None)
+        if paired:
+            study_mod.PairedBatches(3).on_train_begin(trainer)
+        return next(iter(trainer.train_loader(0)))["image"]
+
+    assert torch.equal(first_batch("fpn", True), first_batch("m2snet", True))
+    # Without the reseed the two model builds leave the global RNG in different states: other augmentations.
+    assert not torch.equal(first_batch("fpn", False), first_batch("m2snet", False))
+
+
+def test_tiny_real_study_and_report(tmp_path):
+    """One real run at 32 px (a few seconds): scores, per-step probe and the report files."""
+    from m2s_lib.engine.study_report import write_report
+
+    out = tmp_path / "study"
+    df = run_study(_tiny_spec(tmp_path, variants=("m2snet",), seeds=(0,)), out, progress=False, log=lambda m: None)
+    assert list(df["variant"]) == ["m2snet"] and df["steps"].iloc[0] == 1
+    assert 0.0 <= df["mDice"].iloc[0] <= 1.0 and df["n_test"].iloc[0] == 10
+    steps = pd.read_csv(out / "steps" / "m2snet-s0.csv")
+    assert list(steps["step"]) == [0, 1]
+    assert {"dice_eval", "dice_batch", "term1_batch", "term3_batch", "term5_batch"} <= set(steps.columns)
+    paths = write_report(out)
+    text = paths["markdown"].read_text()
+    assert "PARTIAL" not in text and "RANDOM frozen VGG-16" in text and "seeds" in text
+    assert paths["figure"].stat().st_size > 1000
