@@ -7,8 +7,15 @@ import pandas as pd
 import pytest
 
 from m2s_lib.engine import study as study_mod
-from m2s_lib.engine.stats import (CONTRADICTED, NOT_RESOLVED, SUPPORTED, paired_difference, summarise, t_interval,
-                                  verdict)
+from m2s_lib.engine.stats import (
+    CONTRADICTED,
+    NOT_RESOLVED,
+    SUPPORTED,
+    paired_difference,
+    summarise,
+    t_interval,
+    verdict,
+)
 from m2s_lib.engine.study import COMPARISONS, VARIANTS, StudyError, read_results, run_study, study_spec
 
 T_975_2 = 4.302652729911275  # Student's t, 97.5 % quantile, 2 degrees of freedom (tables: 4.303)
@@ -156,7 +163,7 @@ def test_same_seed_same_batches_across_variants(tmp_path):
     """PairedBatches makes the augmented batches of two different networks identical for the same seed."""
     import torch
 
-    from m2s_lib.train import Trainer
+    from m2s_lib.engine.trainer import Trainer
 
     spec = _tiny_spec(tmp_path)
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -394,10 +393,10 @@ def train_and_score(key: str, seed: int, cfg, spec: StudySpec, out: Path) -> dic
     """One run: train (paired batches, per-step log and probe), then score every test set."""
     import torch
 
-    from ..evaluate import evaluate_folder
     from ..data import find_test_sets
-    from ..train import Trainer
+    from .evaluate import evaluate_folder
     from .study_probe import EarlyProbe
+    from .trainer import Trainer
 
     variant = VARIANTS[key]
     t0 = time.perf_counter()
