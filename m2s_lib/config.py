@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from .atomic import write_text
-from .constants import TASKS, TEST_SIZE, TRAIN_SIZES
+from .constants import GOALS_CLASS_VALUES, TASKS, TEST_SIZE, TRAIN_SIZES
 from .data.synthetic.polyp import DIFFICULTIES
 from .mmsm import UNITS, WIRINGS
 from .model import MODEL_NAMES
@@ -395,7 +395,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "data.task": "oct",
         "optim.epochs": 100,
         "model.classes": 4,
-        "data.class_values": [255, 0, 80, 160],
+        "data.class_values": list(GOALS_CLASS_VALUES),
     },
 }
 

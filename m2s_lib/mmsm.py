@@ -17,7 +17,7 @@ In both, the order-5 unit's coarse input ``MS_4^2`` first passes an extra CBR (t
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -121,6 +121,14 @@ class MMSM(nn.Module):
         first = 1 if self.wiring == "paper" else 2
         return range(first, min(NUM_LEVELS + 1 - level, self.max_order) + 1)
 
+    def unit_inputs(self, features: Mapping[str, torch.Tensor], n: int, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The inputs ``(A, B)`` of unit ``MS_n^i`` among ``features``: ``A = MS_{n-1}^{i+1}`` (through
+        ``top_input`` for n = 5, the authors' extra CBR) and ``B = MS_{n-1}^i``."""
+        coarse = features[ms_key(n - 1, i + 1)]
+        if n == NUM_LEVELS:
+            coarse = self.top_input(coarse)
+        return coarse, features[ms_key(n - 1, i)]
+
     def forward(self, levels: Sequence[torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
         """``levels`` = [MS_1^1, …, MS_1^5] (finest first). Returns every ``MS_n^i`` and ``CE^1 … CE^4``."""
         if len(levels) != NUM_LEVELS:
@@ -130,10 +138,7 @@ class MMSM(nn.Module):
             out[ms_key(1, i)] = x
         for n in range(2, self.max_order + 1):
             for i in range(NUM_LEVELS + 1 - n, 0, -1):
-                coarse = out[ms_key(n - 1, i + 1)]
-                if n == NUM_LEVELS:
-                    coarse = self.top_input(coarse)
-                out[ms_key(n, i)] = self.units[unit_name(n, i)](coarse, out[ms_key(n - 1, i)])
+                out[ms_key(n, i)] = self.units[unit_name(n, i)](*self.unit_inputs(out, n, i))
         for i in range(4, 0, -1):
             terms = [out[ms_key(n, i)] for n in self.orders(i)]
             total = terms[0]

@@ -32,13 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_profile(args: argparse.Namespace) -> int:
-    import torch
-
     from ..constants import TEST_SIZE
+    from ..engine.runtime import select_device
     from ..model import build_model
     from ..profiling import TABLE6_GMACS, TABLE6_SIZE, profile_model
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = select_device(args.device or "auto")
     model = build_model(args.model, encoder_name=args.encoder, classes=args.classes, msu_impl=args.msu_impl).to(device)
     sizes = args.size or [TABLE6_SIZE, TEST_SIZE]
     if args.summary:

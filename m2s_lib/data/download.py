@@ -311,65 +311,54 @@ def _verify_archive(part: Part, archive: Path, checksums: Path | None, log) -> t
     return size, sha
 
 
-def download_part(part: Part, root, force: bool = False, source=None, progress: bool = True,
-                  downloader: Callable[[str, Path], Path] | None = None, checksums: Path | None = None,
-                  log: Callable[[str], None] = print) -> dict:
-    """Fetch, verify, unpack and normalise one archive into ``root`` (see the module docstring). Returns a report
-    ``{"part", "status": "present"|"installed", "counts", "warnings", "notes"}``."""
-    root = Path(root).expanduser()
-    downloader = downloader or gdown_download
-    targets = _targets(part, root)
-    existing = [t for t in targets if t.exists()]
-    if existing and not force:
-        counts = _part_counts(part, root)
-        warns = _check_counts(part, counts)
-        log(f"{part.name}: already in {root} ({', '.join(f'{k} {v[0]}' for k, v in counts.items())}); nothing to "
-            "do (use --force to download and unpack it again)")
-        for w in warns:
-            log(f"warning: {w}")
-        return {"part": part.name, "status": "present", "counts": counts, "warnings": warns, "notes": []}
+def _present(part: Part, root: Path, log: Callable[[str], None]) -> dict:
+    counts = _part_counts(part, root)
+    warns = _check_counts(part, counts)
+    log(f"{part.name}: already in {root} ({', '.join(f'{k} {v[0]}' for k, v in counts.items())}); nothing to "
+        "do (use --force to download and unpack it again)")
+    for w in warns:
+        log(f"warning: {w}")
+    return {"part": part.name, "status": "present", "counts": counts, "warnings": warns, "notes": []}
 
-    root.mkdir(parents=True, exist_ok=True)
-    archive: Path | None = None
-    src_dir: Path | None = None
+
+def _fetch(part: Part, root: Path, force: bool, source, downloader: Callable[[str, Path], Path],
+           log: Callable[[str], None]) -> tuple[Path | None, Path | None]:
+    """``(archive, folder)``: the user's ``source`` (an archive or an unpacked folder), or the archive downloaded
+    into ``root/.downloads`` (resumed; ``force`` starts it afresh)."""
     if source is not None:
         source = Path(source).expanduser()
         if not source.exists():
             raise DownloadError(f"--source {source} does not exist")
-        if source.is_dir():
-            src_dir = source
-        else:
-            archive = source
-    elif part.gdrive_id is None:
+        return (None, source) if source.is_dir() else (source, None)
+    if part.gdrive_id is None:
         ds, _ = resolve(part.name)
         raise DownloadError(f"{part.name} cannot be downloaded automatically. {ds.manual}")
-    else:
-        dl_dir = root / DOWNLOADS_DIR
-        dl_dir.mkdir(parents=True, exist_ok=True)
-        archive = dl_dir / part.archive
-        if force:
-            for stale in [archive, *dl_dir.glob(part.archive + "????????.part")]:
-                stale.unlink(missing_ok=True)
-        if archive.is_file():
-            log(f"{part.name}: using the archive already downloaded at {archive}")
-        else:
-            log(f"{part.name}: downloading {drive_url(part.gdrive_id)} -> {archive}")
-            try:
-                if downloader is gdown_download:
-                    check_online()
-                downloader(part.gdrive_id, archive)
-            except _network_errors() as err:
-                reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-                raise DownloadError(
-                    f"Could not download {part.name} from Google Drive ({type(err).__name__}: {reason}); "
-                    f"{_manual_route(part, root)}.") from err
-    size = sha = None
-    if archive is not None:
-        if source is None:
-            size, sha = _verify_archive(part, archive, checksums, log)
-        else:
-            size, sha = file_digest(archive)
+    dl_dir = root / DOWNLOADS_DIR
+    dl_dir.mkdir(parents=True, exist_ok=True)
+    archive = dl_dir / part.archive
+    if force:
+        for stale in [archive, *dl_dir.glob(part.archive + "????????.part")]:
+            stale.unlink(missing_ok=True)
+    if archive.is_file():
+        log(f"{part.name}: using the archive already downloaded at {archive}")
+        return archive, None
+    log(f"{part.name}: downloading {drive_url(part.gdrive_id)} -> {archive}")
+    try:
+        if downloader is gdown_download:
+            check_online()
+        downloader(part.gdrive_id, archive)
+    except _network_errors() as err:
+        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise DownloadError(
+            f"Could not download {part.name} from Google Drive ({type(err).__name__}: {reason}); "
+            f"{_manual_route(part, root)}.") from err
+    return archive, None
 
+
+def _install(part: Part, root: Path, archive: Path | None, src_dir: Path | None, force: bool, progress: bool,
+             log: Callable[[str], None]) -> list[str]:
+    """Unpack (into a temporary folder inside ``root``), normalise, and move the result into place; an existing
+    folder is replaced only with ``force``. Returns the normaliser's notes."""
     tmp = Path(tempfile.mkdtemp(prefix=f".m2s-{part.name}-", dir=root))
     try:
         if archive is not None:
@@ -382,7 +371,6 @@ def download_part(part: Part, root, force: bool = False, source=None, progress: 
         notes = normalise(part, src_dir, stage, move=move)
         for n in notes:
             log(n)
-        # move the normalised folders into place; an existing one is replaced only with --force
         units: list[Path] = []
         for pair in sorted(p.parent for p in stage.rglob("images") if p.is_dir()):
             if pair == stage:
@@ -403,7 +391,27 @@ def download_part(part: Part, root, force: bool = False, source=None, progress: 
             os.replace(unit, dst)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return notes
 
+
+def download_part(part: Part, root, force: bool = False, source=None, progress: bool = True,
+                  downloader: Callable[[str, Path], Path] | None = None, checksums: Path | None = None,
+                  log: Callable[[str], None] = print) -> dict:
+    """Fetch, verify, unpack and normalise one archive into ``root`` (see the module docstring). Returns a report
+    ``{"part", "status": "present"|"installed", "counts", "warnings", "notes"}``."""
+    root = Path(root).expanduser()
+    downloader = downloader or gdown_download
+    if any(t.exists() for t in _targets(part, root)) and not force:
+        return _present(part, root, log)
+    root.mkdir(parents=True, exist_ok=True)
+    archive, src_dir = _fetch(part, root, force, source, downloader, log)
+    size = sha = None
+    if archive is not None:
+        if source is None:
+            size, sha = _verify_archive(part, archive, checksums, log)
+        else:
+            size, sha = file_digest(archive)
+    notes = _install(part, root, archive, src_dir, force, progress, log)
     counts = _part_counts(part, root)
     warns = _check_counts(part, counts)
     for w in warns:

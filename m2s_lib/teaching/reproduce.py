@@ -26,12 +26,9 @@ notebook 07 then adds their tables.
 from __future__ import annotations
 
 import argparse
-import base64
 import difflib
-import html
 import json
 import os
-import platform
 import re
 import signal
 import sys
@@ -44,6 +41,8 @@ from typing import Any
 
 from . import nbcheck
 from ..atomic import write_text
+from .notebook_utils import repo_root
+from .report import TARGET_DICE, clock, environment, load_average, write_report
 
 __all__ = [
     "PROFILE_PARAMETERS",
@@ -57,13 +56,12 @@ __all__ = [
     "write_report",
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = repo_root()
 NOTEBOOK_DIR = ROOT / "notebooks"
 KERNEL_NAME = "python3"
 CELL_TIMEOUT = 3600  # seconds per cell (the paper-scale training cell is the long one)
 STATE_FILE = "reproduce.json"
 SUPPORTED_TASKS = ("polyp",)
-TARGET_DICE = {"tiny": 0.85}  # mean test Dice the profile's run is expected to reach (synthetic test sets)
 
 
 @dataclass(frozen=True)
@@ -255,11 +253,6 @@ def _kernel_environment() -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, path.split(os.pathsep))])
 
 
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60:d}:{seconds % 60:02d}"
-
-
 def _save_state(run_dir: Path, state: dict) -> None:
     write_text(run_dir / STATE_FILE, json.dumps(state, indent=2, default=str) + "\n")
 
@@ -298,177 +291,6 @@ def _strip_ansi(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Report
-# ---------------------------------------------------------------------------------------------------------------
-def environment(device: str, profile: str, data_root: Path, data_info: Mapping[str, Any]) -> dict[str, Any]:
-    """Versions, machine, threads, device, profile and data for the report header."""
-    from ..engine.runtime import select_device
-    from .notebook_utils import environment_report
-
-    env = environment_report(select_device(device))
-    from importlib.metadata import PackageNotFoundError, version
-
-    for package in ("pandas", "matplotlib", "pysodmetrics", "papermill"):
-        try:
-            env[package] = version(package)
-        except PackageNotFoundError:
-            env[package] = "not installed"
-    env["cpu"] = f"{_cpu_model()}, {os.cpu_count()} logical cores"
-    env["working tree"] = _git_changes()
-    env["MKL_NUM_THREADS"] = os.environ.get("MKL_NUM_THREADS", "unset")
-    load = _load_average()
-    if load:
-        env["load average at the start (1/5/15 min)"] = load
-    env["profile"] = profile
-    if data_info.get("source") == "synthetic":
-        env["data"] = (f"SYNTHETIC polyps in {data_root} ({data_info['synthetic_n']} training images, "
-                       f"{data_info['synthetic_n_test']} per test set, {data_info['synthetic_size']} px, seed "
-                       f"{data_info['synthetic_seed']}, {data_info['synthetic_difficulty']} "
-                       "difficulty)")
-    else:
-        env["data"] = f"real polyp data in {data_root}"
-    return env
-
-
-def _load_average() -> str | None:
-    """``"1.26 / 1.34 / 1.43"`` (1, 5, 15 minutes), or ``None`` where the system does not tell."""
-    try:
-        return " / ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return None
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _git_changes() -> str:
-    import subprocess
-
-    try:
-        res = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                             text=True, timeout=20)  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (no git)"
-    if res.returncode != 0:
-        return "unknown (not a git checkout)"
-    changed = [line[3:] for line in res.stdout.splitlines() if line.strip()]
-    return "clean" if not changed else f"{len(changed)} modified tracked file(s): {', '.join(changed[:6])}"
-
-
-def _read_outputs(folder: Path) -> list[dict]:
-    index = folder / "outputs.json"
-    if not index.is_file():
-        return []
-    try:
-        return json.loads(index.read_text())
-    except ValueError:
-        return []
-
-
-def _polyp_headline(run_dir: Path, profile: str, custom: bool = False) -> list[str]:
-    import pandas as pd
-
-    csv = run_dir / "07_evaluation" / "polyp_results.csv"
-    if not csv.is_file():
-        return ["_No polyp table: notebook 07 did not run or did not finish._", ""]
-    res = pd.read_csv(csv)
-    n = res["n"].sum()
-    pooled = float((res["mDice"] * res["n"]).sum() / n)
-    lines = []
-    md = (run_dir / "07_evaluation" / "polyp_results.md")
-    lines.append(md.read_text().strip() if md.is_file() else res.to_markdown(index=False))
-    lines.append("")
-    verdict = f"**Mean Dice over all {int(n)} test images: {pooled:.4f}** (PraNet protocol)."
-    target = TARGET_DICE.get(profile)
-    if target is not None and custom:
-        verdict += (f" (The target of profile `{profile}`, ≥ {target}, applies to its own settings; this run changed "
-                    "notebook parameters, so it is not checked.)")
-    elif target is not None:
-        verdict += f" Target for profile `{profile}`: ≥ {target} — **{'met' if pooled >= target else 'NOT met'}**."
-    lines += [verdict, ""]
-    return lines
-
-
-def write_report(run_dir: Path, state: Mapping[str, Any]) -> tuple[Path, Path]:
-    """``REPORT.md`` and a self-contained ``REPORT.html`` in ``run_dir`` from the run's state and outputs."""
-    env = state.get("environment", {})
-    notebooks = state.get("notebooks", {})
-    ok = all(v.get("status") in ("ok", "skipped") for v in notebooks.values()) and notebooks
-    lines = [f"# M2SNet reproduction — profile `{state.get('profile')}`", ""]
-    lines += [f"Run folder `{run_dir}`, started {state.get('started')}, wall time "
-              f"{_clock(state.get('wall_s', 0.0))} — **{'complete' if ok else 'INCOMPLETE'}**.", ""]
-    lines += ["## Environment", "", "| | |", "|---|---|"]
-    lines += [f"| {k} | {str(v).replace('|', '/')} |" for k, v in env.items()]
-    lines += ["", "## Notebooks", "", "| notebook | status | time | executed copy |", "|---|---|---|---|"]
-    for name, info in notebooks.items():
-        status = info.get("status", "?")
-        if status == "failed":
-            status = f"**FAILED** in cell {info.get('cell')}: {info.get('error', '')}".replace("|", "/")[:300]
-        elif status == "interrupted":
-            status = "**interrupted**"
-        lines.append(f"| {name} | {status} | {_clock(info.get('seconds', 0.0))} | [{name}]({name}) |")
-    lines += ["", "## Polyp results (notebook 07)", ""]
-    lines += _polyp_headline(run_dir, state.get("profile", ""), custom=bool(state.get("custom_parameters")))
-    for name, info in notebooks.items():
-        stem = Path(name).stem
-        lines += [f"## {stem}", ""]
-        params = info.get("parameters", {})
-        if params:
-            lines.append("Parameters: " + ", ".join(f"`{k}={v!r}`" for k, v in params.items()))
-            lines.append("")
-        if info.get("status") == "failed":
-            lines += [f"**Failed** in cell {info.get('cell')}: `{info.get('error', '')}` — executed copy with the "
-                      f"traceback in place: `{info.get('executed')}`", ""]
-        for item in _read_outputs(run_dir / stem):
-            caption = item.get("caption") or item.get("name")
-            files = item.get("files", [])
-            if item.get("kind") == "figure" and files:
-                lines += [f"**{caption}**", "", f"![{caption}]({stem}/{files[0]})", ""]
-            elif item.get("kind") == "table":
-                md = next((run_dir / stem / f for f in files if f.endswith(".md")), None)
-                if md is not None and md.is_file():
-                    lines += [md.read_text().strip(), ""]
-    text = "\n".join(lines).rstrip() + "\n"
-    md_path = write_text(run_dir / "REPORT.md", text)
-    html_path = write_text(run_dir / "REPORT.html", _to_html(text, run_dir, f"M2SNet reproduction — {state.get('profile')}"))
-    return md_path, html_path
-
-
-def _inline_images(body: str, run_dir: Path) -> str:
-    def repl(m: re.Match) -> str:
-        src = html.unescape(m.group(2))
-        path = run_dir / src
-        if path.is_file() and path.suffix.lower() == ".png":
-            data = base64.b64encode(path.read_bytes()).decode()
-            return f'{m.group(1)}"data:image/png;base64,{data}"'
-        return m.group(0)
-
-    return re.sub(r'(<img[^>]*?src=)"([^"]+)"', repl, body)
-
-
-def _to_html(markdown_text: str, run_dir: Path, title: str) -> str:
-    try:
-        import mistune
-
-        body = mistune.create_markdown(plugins=["table"])(markdown_text)
-    except Exception:  # noqa: BLE001 — without mistune the report is still readable
-        body = f"<pre>{html.escape(markdown_text)}</pre>"
-    body = _inline_images(body, run_dir)
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.4}"
-             "table{border-collapse:collapse;margin:0.5em 0;font-size:0.85em}td,th{border:1px solid #ccc;"
-             "padding:2px 6px}img{max-width:100%}code{background:#f4f4f4}")  # fmt: skip
-    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>\n{body}\n</body></html>\n")
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------------------------
 def _select(notebooks: Sequence[Path], spec: str | None) -> list[Path]:
@@ -501,6 +323,105 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _resume_arguments(args: argparse.Namespace) -> tuple[Path | None, dict]:
+    """``(run folder, its saved state)`` for ``--resume`` (``(None, {})`` otherwise); the run's own settings fill in
+    ``args`` and may not be changed."""
+    if not args.resume:
+        return None, {}
+    run_dir = Path(args.resume).expanduser().resolve()
+    if not (run_dir / STATE_FILE).is_file():
+        raise ParameterError(f"--resume {args.resume}: no {STATE_FILE} there (not a reproduce run folder)")
+    previous = json.loads((run_dir / STATE_FILE).read_text())
+    saved = previous.get("arguments", {})
+    for key in ("profile", "data_root", "device", "data_dir", "notebooks", "overrides"):
+        mine, theirs = getattr(args, key), saved.get(key)
+        if mine is not None and theirs is not None and mine != theirs:
+            raise ParameterError(f"--resume keeps the run's own --{key.replace('_', '-')} {theirs!r}; got {mine!r}. "
+                                 "Start a new run to change it.")
+        if mine is None:
+            setattr(args, key, theirs)
+    args.parameter = list(saved.get("parameter", [])) + list(args.parameter)
+    return run_dir, previous
+
+
+def _check_settings(args: argparse.Namespace, notebooks: list[Path], profile: str, device: str,
+                    out_base: Path) -> tuple[list[Path], dict[str, dict[str, Any]]]:
+    """The notebooks to run and their extra parameters, every setting checked before any work is done."""
+    from ..config import get_profile
+    from ..engine.runtime import select_device
+
+    select_device(device)  # before any data or run folder is made
+    task = get_profile(profile).data.task
+    if task not in SUPPORTED_TASKS:
+        raise ParameterError(
+            f"profile {profile!r} trains the {task} task; make reproduce runs the polyp course (profiles tiny, "
+            f"paper-polyp). Train {task} with `m2s train --profile {profile}` (docs/training.md): notebook 07 "
+            "then adds its table."
+        )
+    selected = _select(notebooks, args.notebooks)
+    extra = parse_parameter_options(args.parameter, notebooks)
+    if args.overrides:
+        overrides = nbcheck.load_overrides(Path(args.overrides).expanduser())
+        unknown_nb = sorted(set(overrides) - {p.name for p in notebooks})
+        if unknown_nb:
+            raise ParameterError(f"--overrides {args.overrides} names notebooks that do not exist: {unknown_nb}")
+        extra = _merge(extra, overrides)
+    # Validate every notebook's parameters before anything runs (placeholder context: names only).
+    placeholder = build_context(profile, out_base / "RUN", Path("DATA"), dict.fromkeys(SYNTHETIC_KEYS, 0), device)
+    for nb in selected:
+        notebook_parameters(nb, profile, placeholder, extra.get(nb.name))
+    return selected, extra
+
+
+def _new_run_dir(out_base: Path) -> Path:
+    out_base.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = out_base / stamp
+    k = 1
+    while run_dir.exists():
+        k += 1
+        run_dir = out_base / f"{stamp}-{k}"
+    run_dir.mkdir()
+    return run_dir
+
+
+def _run_notebooks(selected: list[Path], profile: str, context: dict, extra: dict, run_dir: Path, state: dict,
+                   previous: dict, start: float, progress: bool) -> tuple[Path, dict] | None:
+    """Run the notebooks in order (skipping those a resumed run finished with the same parameters), recording each
+    in ``state``; returns ``(notebook, entry)`` of the first failure, else ``None``."""
+    done_before = previous.get("notebooks", {})
+    for i, nb in enumerate(selected, 1):
+        params = notebook_parameters(nb, profile, context, extra.get(nb.name))
+        executed = run_dir / nb.name
+        before = done_before.get(nb.name, {})
+        if before.get("status") == "ok" and before.get("parameters") == json.loads(json.dumps(params, default=str)):
+            state["notebooks"][nb.name] = dict(before)
+            print(f"[{i}/{len(selected)}] {nb.stem}: already done in this run, skipped (--resume)", flush=True)
+            continue
+        print(f"[{i}/{len(selected)}] {nb.stem} ... (total {clock(time.perf_counter() - start)})", flush=True)
+        t0 = time.perf_counter()
+        entry: dict[str, Any] = {"parameters": params}
+        failed = None
+        try:
+            run_notebook(nb, executed, params, progress)
+            entry.update(status="ok")
+        except Exception as err:  # noqa: BLE001 — any failure stops the run with its details
+            entry.update(status="failed", **_failure_details(err, executed))
+            failed = (nb, entry)
+        except BaseException:  # Ctrl-C or SIGTERM: record it, write the report (finally in main), then stop
+            entry.update(status="interrupted", seconds=time.perf_counter() - t0)
+            state["notebooks"][nb.name] = entry
+            raise
+        entry["seconds"] = time.perf_counter() - t0
+        state["notebooks"][nb.name] = entry
+        state["wall_s"] = float(previous.get("wall_s", 0.0)) + time.perf_counter() - start
+        _save_state(run_dir, state)
+        if failed:
+            return failed
+        print(f"      ok in {clock(entry['seconds'])}", flush=True)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     start = time.perf_counter()
@@ -508,71 +429,19 @@ def main(argv: list[str] | None = None) -> int:
     if not notebooks:
         print(f"reproduce: no notebooks matching {nbcheck.NOTEBOOK_GLOB} in {NOTEBOOK_DIR}", file=sys.stderr)
         return 2
-
-    # -- settings (a resumed run keeps its own) ---------------------------------------------------------------
-    previous: dict = {}
-    if args.resume:
-        run_dir = Path(args.resume).expanduser().resolve()
-        if not (run_dir / STATE_FILE).is_file():
-            print(f"reproduce: --resume {args.resume}: no {STATE_FILE} there (not a reproduce run folder)", file=sys.stderr)
-            return 2
-        previous = json.loads((run_dir / STATE_FILE).read_text())
-        saved = previous.get("arguments", {})
-        for key in ("profile", "data_root", "device", "data_dir", "notebooks", "overrides"):
-            mine, theirs = getattr(args, key), saved.get(key)
-            if mine is not None and theirs is not None and mine != theirs:
-                print(f"reproduce: --resume keeps the run's own --{key.replace('_', '-')} {theirs!r}; got {mine!r}. "
-                      "Start a new run to change it.", file=sys.stderr)
-                return 2
-            if mine is None:
-                setattr(args, key, theirs)
-        args.parameter = list(saved.get("parameter", [])) + list(args.parameter)
-    profile = args.profile or "tiny"
-    device = args.device or "auto"
-    out_base = Path(args.out or ROOT / "runs").expanduser().resolve()
-    data_dir = args.data_dir or str(ROOT / "runs" / "data")
-
     try:
-        from ..config import get_profile
-
-        task = get_profile(profile).data.task
-        if task not in SUPPORTED_TASKS:
-            raise ParameterError(
-                f"profile {profile!r} trains the {task} task; make reproduce runs the polyp course (profiles tiny, "
-                f"paper-polyp). Train {task} with `m2s train --profile {profile}` (docs/training.md): notebook 07 "
-                "then adds its table."
-            )
-        selected = _select(notebooks, args.notebooks)
-        extra = parse_parameter_options(args.parameter, notebooks)
-        if args.overrides:
-            overrides = nbcheck.load_overrides(Path(args.overrides).expanduser())
-            unknown_nb = sorted(set(overrides) - {p.name for p in notebooks})
-            if unknown_nb:
-                raise ParameterError(f"--overrides {args.overrides} names notebooks that do not exist: {unknown_nb}")
-            extra = _merge(extra, overrides)
-        # Validate every notebook's parameters before anything runs (placeholder context: names only).
-        placeholder = build_context(profile, out_base / "RUN", Path("DATA"), dict.fromkeys(SYNTHETIC_KEYS, 0), device)
-        for nb in selected:
-            notebook_parameters(nb, profile, placeholder, extra.get(nb.name))
-    except (ValueError, FileNotFoundError) as err:  # ParameterError, ConfigError: a bad setting ends here, before any work
-        print(f"reproduce: {err}", file=sys.stderr)
-        return 2
-
-    # -- data and run folder ----------------------------------------------------------------------------------
-    try:
+        run_dir, previous = _resume_arguments(args)  # a resumed run keeps its own settings
+        profile = args.profile or "tiny"
+        device = args.device or "auto"
+        out_base = Path(args.out or ROOT / "runs").expanduser().resolve()
+        data_dir = args.data_dir or str(ROOT / "runs" / "data")
+        selected, extra = _check_settings(args, notebooks, profile, device, out_base)
         data_root, data_info = resolve_data(profile, args.data_root, data_dir)
-    except (FileNotFoundError, ValueError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError) as err:  # ParameterError, ConfigError, DeviceError: a bad
+        # setting ends here, before any work
         print(f"reproduce: {err}", file=sys.stderr)
         return 2
-    if not args.resume:
-        out_base.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = out_base / stamp
-        k = 1
-        while run_dir.exists():
-            k += 1
-            run_dir = out_base / f"{stamp}-{k}"
-        run_dir.mkdir()
+    run_dir = run_dir or _new_run_dir(out_base)
     context = build_context(profile, run_dir, data_root, data_info, device)
     _kernel_environment()
     state = {
@@ -585,45 +454,15 @@ def main(argv: list[str] | None = None) -> int:
         "notebooks": {},
         "wall_s": float(previous.get("wall_s", 0.0)),
     }  # fmt: skip
-    done_before = previous.get("notebooks", {})
     print(f"reproduce: profile {profile}, device {device}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
           f"{data_info['source']} data {data_root}\n           {len(selected)} notebook(s) -> {run_dir}", flush=True)
-
     progress = not args.no_progress and sys.stderr.isatty()
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # run the finally block below
-    failed = None
     try:
-        for i, nb in enumerate(selected, 1):
-            params = notebook_parameters(nb, profile, context, extra.get(nb.name))
-            executed = run_dir / nb.name
-            before = done_before.get(nb.name, {})
-            if before.get("status") == "ok" and before.get("parameters") == json.loads(json.dumps(params, default=str)):
-                state["notebooks"][nb.name] = dict(before)
-                print(f"[{i}/{len(selected)}] {nb.stem}: already done in this run, skipped (--resume)", flush=True)
-                continue
-            print(f"[{i}/{len(selected)}] {nb.stem} ... (total {_clock(time.perf_counter() - start)})", flush=True)
-            t0 = time.perf_counter()
-            entry: dict[str, Any] = {"parameters": params}
-            try:
-                run_notebook(nb, executed, params, progress)
-                entry.update(status="ok")
-            except Exception as err:  # noqa: BLE001 — any failure stops the run with its details
-                entry.update(status="failed", **_failure_details(err, executed))
-                failed = (nb, entry)
-            except BaseException:  # Ctrl-C or SIGTERM: record it, write the report (finally), then stop
-                entry.update(status="interrupted", seconds=time.perf_counter() - t0)
-                state["notebooks"][nb.name] = entry
-                raise
-            entry["seconds"] = time.perf_counter() - t0
-            state["notebooks"][nb.name] = entry
-            state["wall_s"] = float(previous.get("wall_s", 0.0)) + time.perf_counter() - start
-            _save_state(run_dir, state)
-            if failed:
-                break
-            print(f"      ok in {_clock(entry['seconds'])}", flush=True)
+        failed = _run_notebooks(selected, profile, context, extra, run_dir, state, previous, start, progress)
     finally:
         state["wall_s"] = float(previous.get("wall_s", 0.0)) + time.perf_counter() - start
-        load = _load_average()
+        load = load_average()
         if load:
             state["environment"]["load average at the end"] = load
         _save_state(run_dir, state)
@@ -635,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{entry.get('traceback', '')}\nexecuted copy (traceback in place): {entry['executed']}\n"
               f"continue after fixing: python -m m2s_lib.reproduce --resume {run_dir}", file=sys.stderr)
         return 1
-    print(f"reproduce: done in {_clock(state['wall_s'])}; report {md} (and REPORT.html); {latest} -> {run_dir.name}")
+    print(f"reproduce: done in {clock(state['wall_s'])}; report {md} (and REPORT.html); {latest} -> {run_dir.name}")
     return 0
 
 

@@ -17,22 +17,38 @@ Tensors may live on any device and carry a batch dimension (``index`` picks the 
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib.figure
 import numpy as np
-from PIL import Image
 import torch
-from matplotlib import colors as mcolors
+from PIL import Image
 
-from ..atomic import atomic_path
-from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..data.synthetic.generate import all_pairs
-from ..engine.predict import overlay as blend_overlay
 from ..mmsm import NUM_LEVELS, ce_key, ms_key, unit_name
 from ..subtraction import upsample_like
+from .figures import (  # noqa: F401  (re-exported: the notebooks import them from here)
+    REDUCE_MODES,
+    Figure,
+    _as_probability,
+    _clean,
+    _colorbar,
+    _contour,
+    _EvalMode,
+    _finite_limits,
+    _hide,
+    _mask2d,
+    _pick,
+    _show_map,
+    _to_numpy,
+    denormalize,
+    feature_title,
+    figure_png,
+    overlay,
+    reduce_map,
+    save_figure,
+    show_figure,
+)
 
 __all__ = [
     "REDUCE_MODES",
@@ -54,7 +70,6 @@ __all__ = [
     "unit_inputs",
 ]
 
-REDUCE_MODES = ("mean", "max", "channel", "pca")
 LOSSNET_LEVEL_NAMES = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 # Columns of a training log (see the trainer's metrics.csv) grouped into panels; other numeric columns are ignored.
 LOSS_COLUMNS = ("train_loss", "train_structure", "train_lossnet")
@@ -62,229 +77,23 @@ VAL_COLUMNS = ("val_dice", "val_iou", "val_mae")
 LR_COLUMNS = ("lr_encoder", "lr_head")
 
 
-class Figure(matplotlib.figure.Figure):
-    """A matplotlib ``Figure`` that shows itself as a PNG in notebooks whatever the backend.
-
-    Figures made here are not registered with ``pyplot`` (no global state, nothing shown twice). Jupyter's inline
-    backend displays them anyway; under ``MPLBACKEND=Agg`` (as in ``make test`` and papermill runs) IPython would
-    print only ``<Figure size ...>`` for a figure at the end of a cell — ``_repr_png_`` makes it an image output.
-    """
-
-    def _repr_png_(self) -> bytes:
-        return figure_png(self)
-
-
-def figure_png(fig: matplotlib.figure.Figure, dpi: int = 100, tight: bool = False) -> bytes:
-    """The figure rendered as PNG bytes (``tight``: crop to the drawn area)."""
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
-    return buffer.getvalue()
-
-
-def show_figure(fig: matplotlib.figure.Figure, dpi: int = 110, close: bool = True) -> bytes:
-    """Display ``fig`` as one PNG output in a notebook whatever the backend (``Agg`` headless included: there a bare
-    figure would print only its repr), then close it so it is not drawn twice. Outside IPython it only renders.
-    Returns the PNG bytes."""
-    png = figure_png(fig, dpi, tight=True)
-    if close:
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
-    try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
-    except ImportError:  # plain Python without IPython: nothing to draw on
-        return png
-    if get_ipython() is not None:
-        display(Image(data=png, format="png"))
-    return png
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Small helpers
-# ----------------------------------------------------------------------------------------------------------------
-def _to_numpy(x) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().float().cpu().numpy()
-    return np.asarray(x)
-
-
-def _pick(x, index: int = 0, ndim: int = 3):
-    """Drop a leading batch dimension (taking sample ``index``) so that ``x`` has ``ndim`` dimensions."""
-    while x.ndim > ndim:
-        x = x[index] if x.shape[0] > index else x[0]
-        index = 0
-    return x
-
-
-def feature_title(name: str) -> str:
-    """Math-text title of a feature name: ``"MS_2^3"`` → ``$MS_{2}^{3}$``, ``"CE^4"`` → ``$CE^{4}$``."""
-    if name.startswith("MS_") and "^" in name:
-        n, i = name[3:].split("^")
-        return rf"$MS_{{{n}}}^{{{i}}}$"
-    if name.startswith("CE^"):
-        return rf"$CE^{{{name[3:]}}}$"
-    if len(name) == 2 and name[0] in "DE" and name[1].isdigit():
-        return rf"${name[0]}_{{{name[1]}}}$"
-    return name
-
-
-def denormalize(image, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                as_uint8: bool = False, index: int = 0) -> np.ndarray:
-    """An ImageNet-normalised image tensor (3×H×W, or N×3×H×W: sample ``index``) → H×W×3 array for display.
-
-    Returns floats in [0, 1] (or uint8 0–255 with ``as_uint8=True``). One-channel images are repeated to RGB.
-    A NumPy H×W×3 / H×W array is taken as already displayable: it is only scaled (uint8 → [0, 1]) and clipped.
-    Pass ``mean=(0, 0, 0), std=(1, 1, 1)`` for tensors that are not normalised.
-    """
-    if isinstance(image, torch.Tensor):
-        x = _pick(image.detach().float().cpu(), index, 3)
-        if x.ndim == 2:
-            x = x[None]
-        c = x.shape[0]
-        m = torch.tensor(mean[:c] if c <= len(mean) else mean[:1] * c, dtype=x.dtype).view(-1, 1, 1)
-        s = torch.tensor(std[:c] if c <= len(std) else std[:1] * c, dtype=x.dtype).view(-1, 1, 1)
-        if c == 1:
-            m, s = m[:1], s[:1]
-        rgb = (x * s + m).permute(1, 2, 0).numpy()
-    else:
-        rgb = np.asarray(image)
-        if rgb.dtype == np.uint8:
-            rgb = rgb.astype(np.float32) / 255.0
-        rgb = rgb.astype(np.float32)
-        if rgb.ndim == 3 and rgb.shape[0] in (1, 3) and rgb.shape[-1] not in (1, 3):
-            rgb = rgb.transpose(1, 2, 0)  # C×H×W array
-    if rgb.ndim == 2:
-        rgb = rgb[..., None]
-    if rgb.shape[-1] == 1:
-        rgb = np.repeat(rgb, 3, axis=-1)
-    rgb = np.clip(rgb, 0.0, 1.0).astype(np.float32)
-    return (rgb * 255).round().astype(np.uint8) if as_uint8 else rgb
-
-
-def _mask2d(mask, index: int = 0) -> np.ndarray:
-    """A mask / probability map in any common layout (H×W, 1×H×W, N×1×H×W, tensor or array) → H×W float."""
-    m = _to_numpy(mask).astype(np.float32)
-    while m.ndim > 2:
-        m = m[index] if m.shape[0] > 1 else m[0]
-        index = 0
-    return m
-
-
-def _as_probability(pred, from_logits: bool | None) -> np.ndarray:
-    p = _to_numpy(pred).astype(np.float32)
-    if from_logits is None:
-        from_logits = bool(p.size) and (np.nanmin(p) < 0 or np.nanmax(p) > 1)
-    return 1.0 / (1.0 + np.exp(-np.clip(p, -60.0, 60.0))) if from_logits else p
-
-
-def overlay(image, mask, color="red", alpha: float = 0.45, index: int = 0) -> np.ndarray:
-    """The image with ``mask`` painted over it in ``color``: an H×W×3 float array in [0, 1].
-
-    ``image``: normalised tensor (see ``denormalize``) or an RGB/gray array; ``mask``: binary or soft map in
-    [0, 1] of the same size (a soft map blends proportionally, so probability maps and Grad-CAM maps work too).
-    ``color``: any matplotlib colour (name, hex, RGB tuple). The blend is :func:`m2s_lib.engine.predict.overlay`'s.
-    """
-    rgb = denormalize(image, index=index)
-    m = np.clip(_mask2d(mask, index), 0.0, 1.0)
-    if m.shape != rgb.shape[:2]:
-        raise ValueError(f"mask of size {m.shape} does not match the image of size {rgb.shape[:2]}")
-    return blend_overlay(rgb, m, mcolors.to_rgb(color), alpha, outline=0)
-
-
-def reduce_map(tensor, mode: str = "mean", channel: int = 0, index: int = 0) -> np.ndarray:
-    """One feature map C×H×W (or N×C×H×W: sample ``index``; or H×W) → an H×W array to show as an image.
-
-    ``mode``: ``"mean"`` (channel mean), ``"max"`` (channel maximum), ``"channel"`` (channel ``channel``) or
-    ``"pca"`` (projection on the first principal component of the C-dimensional pixel vectors; its sign is
-    chosen so that the map correlates positively with the channel mean, so colours are comparable across maps).
-    """
-    if mode not in REDUCE_MODES:
-        raise ValueError(f"mode={mode!r} is unknown: choose one of {REDUCE_MODES}")
-    x = tensor.detach().float().cpu() if isinstance(tensor, torch.Tensor) else torch.as_tensor(np.asarray(tensor), dtype=torch.float32)
-    x = _pick(x, index, 3)
-    if x.ndim == 2:
-        return x.numpy()
-    c, h, w = x.shape
-    if mode == "mean":
-        out = x.mean(0)
-    elif mode == "max":
-        out = x.amax(0)
-    elif mode == "channel":
-        if not -c <= int(channel) < c:
-            raise ValueError(f"channel={channel} is out of range for a map with {c} channels")
-        out = x[int(channel)]
-    else:
-        pixels = x.reshape(c, -1).T.double()  # (HW, C)
-        centred = pixels - pixels.mean(0, keepdim=True)
-        if c == 1 or not torch.isfinite(centred).all() or float(centred.abs().max()) == 0.0:
-            out = x.mean(0)
-        else:
-            _, _, v = torch.linalg.svd(centred, full_matrices=False)
-            proj = centred @ v[0]
-            mean_map = pixels.mean(1)
-            if torch.dot(proj, mean_map - mean_map.mean()) < 0:
-                proj = -proj
-            out = proj.float().reshape(h, w)
-    return out.numpy()
-
-
-def _finite_limits(arrays: Iterable[np.ndarray]) -> tuple[float, float]:
-    lo, hi = np.inf, -np.inf
-    for a in arrays:
-        a = a[np.isfinite(a)]
-        if a.size:
-            lo, hi = min(lo, float(a.min())), max(hi, float(a.max()))
-    if not np.isfinite(lo):
-        return 0.0, 1.0
-    if hi <= lo:
-        hi = lo + 1e-6
-    return lo, hi
-
-
-def _hide(ax) -> None:
-    ax.set_visible(False)
-
-
-def _clean(ax) -> None:
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def _show_map(fig, ax, data, title=None, cmap="viridis", vmin=None, vmax=None, colorbar=False, fontsize=10):
-    im = ax.imshow(data, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-    _clean(ax)
-    if title:
-        ax.set_title(title, fontsize=fontsize)
-    if colorbar:
-        _colorbar(fig, im, ax, fraction=0.046, pad=0.03)
-    return im
-
-
-def _colorbar(fig, im, ax, **kwargs):
-    """A colour bar with compact tick labels (``3.2e+07`` rather than a separate offset text that overlaps)."""
-    from matplotlib.ticker import FuncFormatter
-
-    cb = fig.colorbar(im, ax=ax, **kwargs)
-    cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
-    cb.ax.tick_params(labelsize=7)
-    return cb
-
-
-def _contour(ax, mask2d: np.ndarray, color, linewidth=1.2):
-    """Draw the boundary of a (binary or label) mask, if it has one."""
-    values = np.unique(mask2d[np.isfinite(mask2d)])
-    if values.size < 2:
-        return
-    levels = (values[:-1] + values[1:]) / 2
-    ax.contour(mask2d, levels=levels, colors=[color], linewidths=linewidth)
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Fig. 8: the pyramid of multi-scale subtraction features
 # ----------------------------------------------------------------------------------------------------------------
+def _draw_input(ax, row: int, image, mask, index: int) -> None:
+    """The lead column of ``plot_feature_pyramid``: the image (with the mask's contour), then the mask."""
+    if row == 0 and image is not None:
+        ax.imshow(denormalize(image, index=index))
+        if mask is not None:
+            _contour(ax, _mask2d(mask, index), "lime")
+        ax.set_title("image", fontsize=10)
+    elif mask is not None and row == (1 if image is not None else 0):
+        ax.imshow(_mask2d(mask, index), cmap="gray", interpolation="nearest")
+        ax.set_title("mask", fontsize=10)
+    else:
+        _hide(ax)
+
+
 def plot_feature_pyramid(
     features: Mapping[str, torch.Tensor],
     image=None,
@@ -340,16 +149,7 @@ def plot_feature_pyramid(
         for c in range(ncols):
             ax = axes[r, c]
             if c < lead:
-                if r == 0 and image is not None:
-                    ax.imshow(denormalize(image, index=index))
-                    if mask is not None:
-                        _contour(ax, _mask2d(mask, index), "lime")
-                    ax.set_title("image", fontsize=10)
-                elif mask is not None and r == (1 if image is not None else 0):
-                    ax.imshow(_mask2d(mask, index), cmap="gray", interpolation="nearest")
-                    ax.set_title("mask", fontsize=10)
-                else:
-                    _hide(ax)
+                _draw_input(ax, r, image, mask, index)
                 continue
             name = None
             if r < len(levels):
@@ -362,12 +162,10 @@ def plot_feature_pyramid(
                 continue
             h, w = maps[name].shape
             last_im = _show_map(fig, ax, maps[name], f"{feature_title(name)}  {h}×{w}", cmap, vmin, vmax)
-    for r, i in enumerate(levels):
-        # Label each row once, on its first visible feature cell.
-        for c in range(lead, ncols):
-            if axes[r, c].get_visible():
-                axes[r, c].set_ylabel(f"level {i}", fontsize=10)
-                break
+    for r, i in enumerate(levels):  # label each row once, on its first visible feature cell
+        visible = [ax for ax in axes[r, lead:] if ax.get_visible()]
+        if visible:
+            visible[0].set_ylabel(f"level {i}", fontsize=10)
     if shared_scale and last_im is not None:
         cb = _colorbar(fig, last_im, axes[:, lead:].ravel().tolist(), shrink=0.6, pad=0.02)
         cb.set_label(f"{reduce} (shared scale)", fontsize=9)
@@ -394,24 +192,8 @@ def unit_inputs(model, features: Mapping[str, torch.Tensor], n: int, i: int):
     name = unit_name(n, i)
     if name not in mmsm.units:
         raise ValueError(f"this model has no unit {name} (max_order={mmsm.max_order})")
-    a, b = features[ms_key(n - 1, i + 1)], features[ms_key(n - 1, i)]
-    if n == NUM_LEVELS and mmsm.top_input is not None:
-        a = mmsm.top_input(a)
+    a, b = mmsm.unit_inputs(features, n, i)  # the module's own wiring (top_input for n = 5)
     return mmsm.units[name], upsample_like(a, b), b
-
-
-class _EvalMode:
-    """Temporarily put a module in eval mode (so BatchNorm statistics are not updated while plotting)."""
-
-    def __init__(self, module):
-        self.module, self.was_training = module, module.training
-
-    def __enter__(self):
-        self.module.eval()
-        return self.module
-
-    def __exit__(self, *exc):
-        self.module.train(self.was_training)
 
 
 def msu_scale_maps(model, features: Mapping[str, torch.Tensor], n: int, i: int) -> dict[str, torch.Tensor]:
@@ -663,23 +445,6 @@ def plot_predictions(
             _clean(ax)
     fig.suptitle(f"Predictions (green: ground truth, red: prediction ≥ {threshold:g})", fontsize=11)
     return fig
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Saving
-# ----------------------------------------------------------------------------------------------------------------
-def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120, **savefig_kwargs) -> Path:
-    """Write ``fig`` to ``path`` atomically (a temporary file in the same folder, then a rename), creating the
-    parent folders; the format follows the suffix (``.png`` by default when there is none). Returns the path."""
-    path = Path(path)
-    if not path.suffix:
-        path = path.with_suffix(".png")
-    fmt = savefig_kwargs.pop("format", path.suffix.lstrip(".").lower())
-    if fig.get_layout_engine() is None:  # figures made here already fit their canvas (constrained layout)
-        savefig_kwargs.setdefault("bbox_inches", "tight")
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        fig.savefig(handle, format=fmt, dpi=dpi, **savefig_kwargs)
-    return path
 
 
 def gallery(root, n: int = 8, seed: int = 0, cols: int = 4):

@@ -96,37 +96,49 @@ def polyp_sample(rng: np.random.Generator, width: int, style: PolypStyle = Polyp
     # resolution from the same shapes. Camera blur and sensor noise are applied at full resolution.
     r = 2 if W >= 192 else 1
     h, w = round(H / r), round(W / r)
-    shape = (h, w)
     u, v = _grid(h, w)
-    ts = style.texture
-    px = 2.0 / w  # one working pixel in u units
     k352 = w / 352.0  # pixel sizes below are quoted for a 352-px-wide image
-    f32 = np.float32
+    d, height, lumen = _colon_wall(rng, u, v)
+    mask, height, alpha, rim, n_polyps = _polyps(rng, style, u, v, (H, W), r, height, lumen, k352)
+    n_dot_l, spec = _shading(rng, height, 2.0 / w, style.texture)
+    tint, lum, vess, pol_hue = _albedo(rng, style, (h, w), alpha, rim, n_polyps)
+    img = _compose(rng, style, u, v, d, lum, vess, tint, pol_hue, alpha, n_dot_l, spec, n_polyps)
+    return _camera(rng, style, img, mask, (H, W), r, k352)
 
-    # --- geometry: tube wall, folds, lumen ---------------------------------------------------------------------
+
+def _colon_wall(rng: np.random.Generator, u: np.ndarray, v: np.ndarray):
+    """The tube-shaped wall with haustral folds around the lumen: ``(distance to the lumen, height, lumen)``."""
+    f32 = np.float32
+    h, w = u.shape
     if rng.random() < 0.8:
         lx, ly = rng.uniform(-0.7, 0.7), rng.uniform(-0.6, 0.6) * h / w
     else:  # lumen out of view: the camera looks at the wall
         ang = rng.uniform(0, 2 * math.pi)
         lx, ly = 1.7 * math.cos(ang), 1.7 * math.sin(ang) * h / w
     ax = rng.uniform(0.7, 1.4)
-    d = np.sqrt(f32(ax) * (u - f32(lx)) ** 2 + (v - f32(ly)) ** 2 / f32(ax)) + f32(0.08) * _field(rng, shape, 2.5)
+    d = np.sqrt(f32(ax) * (u - f32(lx)) ** 2 + (v - f32(ly)) ** 2 / f32(ax)) + f32(0.08) * _field(rng, (h, w), 2.5)
     np.maximum(d, 0.0, out=d)
     tube = f32(rng.uniform(0.35, 0.8))
     period = rng.uniform(0.28, 0.55)
     fold_amp = f32(rng.uniform(0.015, 0.05))
-    fold_phase = d * f32(2 * math.pi / period) + f32(rng.uniform(0, 2 * math.pi)) + f32(1.2) * _field(rng, shape, 1.5)
+    fold_phase = d * f32(2 * math.pi / period) + f32(rng.uniform(0, 2 * math.pi)) + f32(1.2) * _field(rng, (h, w), 1.5)
     fs = f32(0.5) + f32(0.5) * np.sin(fold_phase)
-    height = tube * np.sqrt(d * d + f32(0.05)) + fold_amp * fs * fs * fs + f32(0.012) * _field(rng, shape, 5.0)
+    height = tube * np.sqrt(d * d + f32(0.05)) + fold_amp * fs * fs * fs + f32(0.012) * _field(rng, (h, w), 5.0)
+    return d, height, (lx, ly, ax)
 
-    # --- polyps -------------------------------------------------------------------------------------------------
+
+def _polyps(rng, style: PolypStyle, u, v, full: tuple[int, int], r: int, height, lumen, k352: float):
+    """Domes on the wall: ``(full-size mask, height with the domes, blurred footprint, base rim, count)``."""
+    f32 = np.float32
+    (H, W), (h, w) = full, u.shape
+    lx, ly, ax = lumen
     n_polyps = int(rng.choice(4, p=np.asarray(style.counts) / sum(style.counts)))
     mask = np.zeros((H, W), dtype=bool)
-    polyp_alpha = np.zeros(shape, dtype=f32)  # footprint, blurred below for the albedo blend
-    rim = np.zeros(shape, dtype=f32)
+    polyp_alpha = np.zeros((h, w), dtype=f32)  # footprint, blurred below for the albedo blend
+    rim = np.zeros((h, w), dtype=f32)
     placed: list[tuple[float, float, float]] = []
     if n_polyps:
-        edge_warp = _field(rng, shape, 6.0)
+        edge_warp = _field(rng, (h, w), 6.0)
         edge_warp_full = edge_warp if r == 1 else np.asarray(Image.fromarray(edge_warp).resize((W, H), Image.BILINEAR))
         U, V = _grid(H, W)
     for i in range(n_polyps):
@@ -156,13 +168,16 @@ def polyp_sample(rng: np.random.Generator, width: int, style: PolypStyle = Polyp
         height[box] += tall * np.clip(1.0 - rho * rho, 0.0, None) ** expo
         polyp_alpha[box] = np.maximum(polyp_alpha[box], inside)
         rim[box] += np.exp(-(((rho - f32(1.03)) / f32(0.08)) ** 2))
-
     # blurry boundaries: in the shading (smoothed height) and in the albedo blend
     if n_polyps:
         height = ndi.gaussian_filter(height, rng.uniform(0.8, 2.5) * k352, mode="nearest", truncate=3.0)
         polyp_alpha = ndi.gaussian_filter(polyp_alpha, rng.uniform(1.0, 4.0) * k352, truncate=3.0)
+    return mask, height, polyp_alpha, rim, n_polyps
 
-    # --- shading (light at the camera, slightly offset) -----------------------------------------------------------
+
+def _shading(rng, height, px: float, ts: float):
+    """Lambert and specular shading with the light at the camera, slightly offset: ``(n·l, specular)``."""
+    f32 = np.float32
     gy, gx = np.gradient(height, f32(px))
     inv = f32(1.0) / np.sqrt(f32(1.0) + gx * gx + gy * gy)
     lxd, lyd = (f32(x) for x in rng.uniform(-0.35, 0.35, size=2))
@@ -172,13 +187,18 @@ def polyp_sample(rng: np.random.Generator, width: int, style: PolypStyle = Polyp
     hn = f32(1.0 / math.sqrt(1 + hx * hx + hy * hy))
     n_dot_h = (f32(1.0) - gx * hx - gy * hy) * inv * hn
     shin = f32(rng.uniform(60, 200))
-    wet = _smoothstep(-0.2, 1.2, _field(rng, shape, 30.0 * ts))
-    spec = np.zeros(shape, f32)
+    wet = _smoothstep(-0.2, 1.2, _field(rng, height.shape, 30.0 * ts))
+    spec = np.zeros(height.shape, f32)
     hot = n_dot_h > 0.96
     spec[hot] = np.exp(shin * np.log(n_dot_h[hot])) * wet[hot] * f32(rng.uniform(1.2, 2.5))
     np.clip(spec, 0.0, 1.0, out=spec)
+    return n_dot_l, spec
 
-    # --- albedo: mucosa and polyp textures ----------------------------------------------------------------------
+
+def _albedo(rng, style: PolypStyle, shape, a, rim, n_polyps: int):
+    """Mucosa and polyp textures: ``(tint, luminance, vessel strength, polyp hue shift)``."""
+    f32 = np.float32
+    ts = style.texture
     tint = (np.asarray(style.tint) * rng.uniform(0.9, 1.1, size=3)).astype(f32)
     mottle = f32(0.05) * _field(rng, shape, 12.0 * ts)
     vessel_field = _field(rng, shape, 28.0 * ts, 6.0 * ts)
@@ -188,7 +208,6 @@ def polyp_sample(rng: np.random.Generator, width: int, style: PolypStyle = Polyp
     pol_lum = f32(rng.choice((-1.0, 1.0)) * rng.uniform(0.06, 0.16) * c)  # lighter *or* darker than the mucosa
     pol_hue = (rng.uniform(-0.08, 0.08, size=3) * c).astype(f32)
     pol_gran = f32(rng.uniform(0.06, 0.12) * c)
-    a = polyp_alpha
     if n_polyps:
         granular = _field(rng, shape, 40.0 * ts, 14.0 * ts)
         lum = f32(1.0) + mottle * (f32(1.0) - f32(0.5) * a) + a * (pol_lum + pol_gran * granular)
@@ -197,8 +216,12 @@ def polyp_sample(rng: np.random.Generator, width: int, style: PolypStyle = Polyp
     else:
         lum = f32(1.0) + mottle
         vess = vessels
+    return tint, lum, vess, pol_hue
 
-    # --- illumination: light fall-off into the lumen, vignetting; then the camera -------------------------------
+
+def _compose(rng, style: PolypStyle, u, v, d, lum, vess, tint, pol_hue, a, n_dot_l, spec, n_polyps: int):
+    """Illumination (fall-off into the lumen, vignetting) times shading times albedo, plus highlights; gamma."""
+    f32 = np.float32
     r2 = u * u + v * v
     q = d * f32(1.0 / rng.uniform(0.15, 0.35))
     illum = (f32(1.0) - f32(0.92) * np.exp(-q * q)) * (f32(1.0) - f32(rng.uniform(0.2, 0.45)) * r2)
@@ -206,7 +229,7 @@ def polyp_sample(rng: np.random.Generator, width: int, style: PolypStyle = Polyp
     ambient = f32(0.18)
     base = lum * (ambient + (f32(1.0) - ambient) * n_dot_l) * illum
     spec *= illum * f32(0.9)
-    img = np.empty((h, w, 3), f32)
+    img = np.empty((*u.shape, 3), f32)
     vessel_tint = (0.25, 0.8, 0.7)
     for ch in range(3):
         chan = base * tint[ch] * (f32(1.0) - vess * f32(vessel_tint[ch]))
@@ -216,7 +239,13 @@ def polyp_sample(rng: np.random.Generator, width: int, style: PolypStyle = Polyp
         img[..., ch] = chan
     np.clip(img, 0.0, 1.0, out=img)
     img **= f32(1 / 1.15)  # display gamma
-    # camera blur (on the working grid: the bilinear resize that follows adds the rest), then sensor noise
+    return img
+
+
+def _camera(rng, style: PolypStyle, img, mask, full: tuple[int, int], r: int, k352: float):
+    """Camera blur (on the working grid: the bilinear resize that follows adds the rest), sensor noise, and the
+    CVC cameras' black frame: ``(uint8 image, uint8 0/255 mask)``."""
+    H, W = full
     sigma = rng.uniform(*style.blur) * k352
     img = ndi.gaussian_filter(img, (sigma, sigma, 0), truncate=3.0)
     pil = Image.fromarray((img * 255.0 + 0.5).astype(np.uint8))

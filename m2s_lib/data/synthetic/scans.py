@@ -107,6 +107,39 @@ def busi_sample(rng: np.random.Generator, width: int, cls: str) -> tuple[np.ndar
 # ----------------------------------------------------------------------------------------------------------------
 # Lung CT (COVID-19 infection)
 # ----------------------------------------------------------------------------------------------------------------
+def _infections(rng, u, v, lung_mask, dist_in, lung_img):
+    """COVID-19 infections: ground-glass opacities and some consolidation, peripheral and posterior, inside the
+    lungs only (about one slice in ten has none): ``(lung image with them, their mask)``."""
+    h, w = u.shape
+    shape = (h, w)
+    n_inf = int(rng.choice(5, p=[0.1, 0.3, 0.3, 0.2, 0.1]))
+    infection = np.zeros(shape, np.float32)
+    inf_mask = np.zeros(shape, bool)
+    if n_inf:
+        ys, xs = np.nonzero(lung_mask & (dist_in < 0.12))
+        ragged = _field(rng, shape, 12.0)
+        for _ in range(n_inf):
+            if ys.size == 0:
+                break
+            # posterior (lower in the image) seeds are more likely
+            wts = np.exp(2.5 * (ys / h))
+            k = rng.choice(ys.size, p=wts / wts.sum())
+            cx, cy = (xs[k] + 0.5) / (w / 2) - 1, (ys[k] + 0.5) / (w / 2) - h / w
+            radius = math.sqrt(4 * _loguniform(rng, 0.002, 0.04) / math.pi)
+            box = _bbox(h, w, cx, cy, radius, margin=1.8)
+            rho = _blob(u[box], v[box], cx, cy, radius, rng.uniform(0.5, 1.5), rng.uniform(0, math.pi),
+                        [rng.uniform(0, 0.15), rng.uniform(0, 0.1), rng.uniform(0, 0.08)], rng.uniform(0, 6.3, 3),
+                        ragged[box], rng.uniform(0.1, 0.3))
+            region = (rho < 1.0) & lung_mask[box]
+            inf_mask[box] |= region
+            dens = rng.uniform(0.15, 0.3) + (rng.uniform(0.2, 0.45) if rng.random() < 0.3 else 0.0) * _smoothstep(
+                0.3, 1.0, 1 - rho)
+            infection[box] = np.maximum(infection[box], region * dens)
+        infection = ndi.gaussian_filter(infection, 1.5 * w / 352) * (1 + 0.25 * _field(rng, shape, 30.0))
+        lung_img = lung_img + infection
+    return lung_img, inf_mask
+
+
 def covid_sample(rng: np.random.Generator, width: int) -> tuple[np.ndarray, np.ndarray]:
     """One axial lung-CT-like slice (uint8, lung window) and its infection mask (0/255).
 
@@ -150,32 +183,7 @@ def covid_sample(rng: np.random.Generator, width: int) -> tuple[np.ndarray, np.n
     lung_img = parench + 0.45 * vessels + 0.5 * dots
     dist_in = ndi.distance_transform_edt(lung_mask) / (w / 2)
     lung_img = lung_img * (1 - 0.1 * _smoothstep(0.0, 0.3, dist_in))
-    # infection: ground-glass and consolidation, peripheral/posterior preference, inside the lungs only
-    n_inf = int(rng.choice(5, p=[0.1, 0.3, 0.3, 0.2, 0.1]))
-    infection = np.zeros(shape, np.float32)
-    inf_mask = np.zeros(shape, bool)
-    if n_inf:
-        ys, xs = np.nonzero(lung_mask & (dist_in < 0.12))
-        ragged = _field(rng, shape, 12.0)
-        for _ in range(n_inf):
-            if ys.size == 0:
-                break
-            # posterior (lower in the image) seeds are more likely
-            wts = np.exp(2.5 * (ys / h))
-            k = rng.choice(ys.size, p=wts / wts.sum())
-            cx, cy = (xs[k] + 0.5) / (w / 2) - 1, (ys[k] + 0.5) / (w / 2) - h / w
-            radius = math.sqrt(4 * _loguniform(rng, 0.002, 0.04) / math.pi)
-            box = _bbox(h, w, cx, cy, radius, margin=1.8)
-            rho = _blob(u[box], v[box], cx, cy, radius, rng.uniform(0.5, 1.5), rng.uniform(0, math.pi),
-                        [rng.uniform(0, 0.15), rng.uniform(0, 0.1), rng.uniform(0, 0.08)], rng.uniform(0, 6.3, 3),
-                        ragged[box], rng.uniform(0.1, 0.3))
-            region = (rho < 1.0) & lung_mask[box]
-            inf_mask[box] |= region
-            dens = rng.uniform(0.15, 0.3) + (rng.uniform(0.2, 0.45) if rng.random() < 0.3 else 0.0) * _smoothstep(
-                0.3, 1.0, 1 - rho)
-            infection[box] = np.maximum(infection[box], region * dens)
-        infection = ndi.gaussian_filter(infection, 1.5 * w / 352) * (1 + 0.25 * _field(rng, shape, 30.0))
-        lung_img = lung_img + infection
+    lung_img, inf_mask = _infections(rng, u, v, lung_mask, dist_in, lung_img)
     img = np.where(lung_mask, lung_img, img)
     # mediastinum / heart and spine
     heart = ((u - rng.uniform(0.0, 0.1)) / 0.22) ** 2 + ((v - bcy + 0.05) / 0.25) ** 2 < 1.0
