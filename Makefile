@@ -16,12 +16,15 @@ export OMP_NUM_THREADS := $(THREADS)
 export MKL_NUM_THREADS := $(THREADS)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv install reproduce test lint site clean
+.PHONY: help venv install reproduce test lint site course-release course-grade ablations clean
 
 help:
 	@echo "make reproduce   set up .venv and run the offline reproduction (PROFILE=$(PROFILE) DATA=$(DATA))"
 	@echo "make test        set up .venv and run the test suite"
 	@echo "make lint        ruff + notebook-output check"
+	@echo "make ablations   seeded ablation study, Tables 9-11 with CIs (PRESET=cpu: ~1 h on 2 cores; PRESET=paper DATA=... DEVICE=cuda)"
+	@echo "make course-release  nbgrader course in COURSE=$(COURSE) (ASSIGNMENTS=\"01 05\", OVERWRITE=1)"
+	@echo "make course-grade    grade SUBMISSIONS=<dir>/<student>/<assignment>/ into COURSE/grades.csv"
 	@echo "make site        the course website from runs/latest (RUN=runs/<run>; CHECK=1: headless-Chromium check)"
 
 $(PY):
@@ -31,7 +34,7 @@ $(PY):
 venv: $(PY)
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -e ".[dev,notebooks,site]"
+	$(PY) -m pip install -e ".[dev,notebooks,site,course]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -53,6 +56,24 @@ RUN ?=
 CHECK ?=
 site: install
 	$(PY) -m m2s_lib.teaching.site $(if $(RUN),--run $(RUN)) $(if $(CHECK),--check)
+
+# The classroom (docs/teaching.md): student versions of notebooks 01-09 with nbgrader, then autograding.
+COURSE ?= runs/course
+SUBMISSIONS ?= $(COURSE)/submitted
+ASSIGNMENTS ?=
+OVERWRITE ?=
+course-release: install
+	$(PY) -m m2s_lib.cli course release --out $(COURSE) $(if $(ASSIGNMENTS),--assignments $(ASSIGNMENTS)) $(if $(OVERWRITE),--overwrite)
+
+course-grade: install
+	$(PY) -m m2s_lib.cli course grade --course $(COURSE) --submissions $(SUBMISSIONS)
+
+# The ablation study (docs/ablations.md): resumable; run it again to continue or to add SEEDS="0 1 2 3 4".
+PRESET ?= cpu
+JOBS ?= $(if $(filter cpu,$(PRESET)),2,1)
+SEEDS ?=
+ablations: install
+	$(PY) -m m2s_lib.cli ablations run --preset $(PRESET) --jobs $(JOBS) $(if $(DATA),--data-root $(DATA)) $(if $(DEVICE),--device $(DEVICE)) $(if $(SEEDS),--seeds $(SEEDS))
 
 clean:
 	rm -rf $(VENV) .pytest_cache

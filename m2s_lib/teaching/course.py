@@ -1,0 +1,413 @@
+"""The course as nbgrader assignments: ``m2s course release`` and ``m2s course grade`` (docs/teaching.md).
+
+One assignment per notebook ``01`` … ``09``; its id and its notebook's name are the notebook's stem
+(``01_subtraction_unit``). The notebooks in ``notebooks/`` are the masters (solutions, hidden tests, model
+answers); nothing else is a copy of them.
+
+**Release** (:func:`release`) makes an nbgrader course folder ``OUT``:
+
+* ``source/<assignment>/<assignment>.ipynb``: the master with the *classroom presets* written into its
+  parameters cell, which is locked (students read the presets; grading restores them in every submission).
+  The presets are the parameters ``make reproduce`` passes on the ``tiny`` profile
+  (:func:`m2s_lib.teaching.reproduce.notebook_parameters`: one source for both), with relative paths under
+  ``runs/``: notebook 06 writes ``runs/06_training/best.pt``, which 07 and 08 read. A ``README.md`` beside each
+  notebook says what it needs and how long it takes;
+* ``release/<assignment>/``: the student version made by ``nbgrader generate_assignment`` (solutions replaced by
+  ``raise NotImplementedError()``, hidden tests and model answers removed, outputs cleared), checked for leaks;
+* ``gradebook.db`` (nbgrader's), ``nbgrader_config.py`` (so that ``nbgrader`` and formgrader work in ``OUT``),
+  and ``course.json`` (presets and points).
+
+**Grade** (:func:`grade`) takes submissions laid out as nbgrader collects them,
+``SUBMISSIONS/<student>/<assignment>/<assignment>.ipynb``, copies them into ``OUT/submitted/`` (unless they are
+already there), runs ``nbgrader autograde`` then ``generate_feedback`` for each, and writes ``grades.csv``
+(``student,assignment,score,max_score``: nbgrader's totals, manual answers count 0 until graded in formgrader),
+``problems.csv`` and one feedback HTML per submission (``OUT/feedback/<student>/<assignment>/``). A malformed
+submission (wrong file name, invalid notebook, deleted or altered locked cell) is reported for that student; the
+others are graded all the same. Everything runs offline.
+"""
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..atomic import write_text
+from . import course_cells, nbcheck, reproduce
+
+__all__ = [
+    "ASSIGNMENT_GLOB",
+    "CLASSROOM_PROFILE",
+    "COURSE_ID",
+    "GradeResult",
+    "assignment_notebooks",
+    "classroom_parameters",
+    "grade",
+    "points_table",
+    "release",
+    "select_assignments",
+]
+
+COURSE_ID = "m2snet"
+CLASSROOM_PROFILE = "tiny"  # the profile whose `make reproduce` parameters are the classroom presets
+CLASSROOM_RUN_DIR = "runs"  # students' run folder (relative: the repository root, or the notebook's folder)
+ASSIGNMENT_GLOB = "0[1-9]_*.ipynb"  # 00 (setup and data) is read, not graded
+COURSE_FILE = "course.json"
+CELL_TIMEOUT = 900  # seconds per cell when grading (notebook 06's training cell is the long one)
+GRADES_HEADER = ("student", "assignment", "score", "max_score")
+
+# What each assignment needs besides the notebook, written into its README.md (the course ships it).
+NEEDS = {
+    "07_evaluation": "notebook 06's checkpoint `runs/06_training/best.pt` (run 06 first, or make one with "
+                     "`m2s train --profile tiny --out runs/06_training`); without it the notebook trains a short "
+                     "model itself",
+    "08_feature_maps": "the same checkpoint as 07 (`runs/06_training/best.pt`); without it the notebook trains a "
+                       "short model itself",
+}  # fmt: skip
+
+
+def assignment_notebooks(folder: str | Path = reproduce.NOTEBOOK_DIR) -> list[Path]:
+    """The masters that are assignments (``01`` … ``09``), in order."""
+    return nbcheck.discover_notebooks(folder, ASSIGNMENT_GLOB)
+
+
+def select_assignments(keys: Sequence[str] | None, notebooks: Sequence[Path]) -> list[Path]:
+    """``["01", "05_lossnet"]`` → those notebooks (by number, stem or file name); ``None``/empty: all."""
+    if not keys:
+        return list(notebooks)
+    chosen = []
+    for key in (k.strip() for item in keys for k in str(item).split(",") if k.strip()):
+        hits = [p for p in notebooks if key in (p.name, p.stem) or p.stem.startswith(key)]
+        if len(hits) != 1:
+            names = ", ".join(p.stem for p in notebooks)
+            raise ValueError(f"--assignments {key!r} matches {'no' if not hits else 'several'} assignment(s); "
+                             f"the course has: {names}")  # fmt: skip
+        if hits[0] not in chosen:
+            chosen.append(hits[0])
+    return chosen
+
+
+def classroom_context(profile: str = CLASSROOM_PROFILE) -> dict[str, Any]:
+    """The values ``make reproduce`` would derive from ``profile``, with the students' relative run folder and the
+    profile's synthetic data folder (generated by the notebooks on first use)."""
+    from ..config import get_profile
+    from ..data.synthetic import dataset_name
+
+    d = get_profile(profile).data
+    info = {k: getattr(d, k) for k in reproduce.SYNTHETIC_KEYS}
+    root = Path(d.synthetic_dir) / dataset_name("polyp", d.synthetic_n, d.synthetic_n_test, d.synthetic_seed,
+                                                d.synthetic_size, d.synthetic_difficulty)  # fmt: skip
+    return reproduce.build_context(profile, Path(CLASSROOM_RUN_DIR), root, info, device="auto")
+
+
+def classroom_parameters(notebook: Path, profile: str = CLASSROOM_PROFILE,
+                         extra: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The presets of one notebook: ``make reproduce``'s parameters for ``profile``, then ``extra``."""
+    return reproduce.notebook_parameters(notebook, profile, classroom_context(profile), extra)
+
+
+def points_table(notebooks: Sequence[Path] | None = None) -> str:
+    """The Markdown points table of the assignments (docs/teaching.md holds a copy; a test keeps them equal)."""
+    return course_cells.points_markdown(course_cells.points_rows(notebooks or assignment_notebooks()))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# nbgrader
+# ---------------------------------------------------------------------------------------------------------------
+def _config(root: Path, timeout: int = CELL_TIMEOUT):
+    from traitlets.config import Config
+
+    c = Config()
+    c.CourseDirectory.root = str(root)
+    c.CourseDirectory.course_id = COURSE_ID
+    c.Execute.timeout = int(timeout)
+    c.OverwriteCells.add_missing_cells = True  # a deleted test cell is put back, so the rest can still be graded
+    return c
+
+
+CONFIG_FILE_TEXT = f"""# nbgrader settings of this course (written by `m2s course release`); used by `nbgrader ...` and formgrader
+c = get_config()  # noqa: F821
+c.CourseDirectory.course_id = {COURSE_ID!r}
+c.Execute.timeout = {CELL_TIMEOUT}  # seconds per cell (notebook 06 trains a small model)
+c.OverwriteCells.add_missing_cells = True  # a deleted test cell is put back before grading
+"""
+
+
+def _api(root: Path, timeout: int = CELL_TIMEOUT):
+    """nbgrader's Python API on the course folder ``root``.
+
+    nbgrader creates and upgrades the gradebook by running the ``alembic`` command: the folder of this
+    interpreter (a virtual environment's ``bin/``) goes on ``PATH`` so that it is found without activating it.
+    """
+    import logging
+    import os
+    import sys
+
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([bin_dir, *filter(None, os.environ.get("PATH", "").split(os.pathsep))])
+
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    config = _config(root, timeout)
+    api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+    api.log.setLevel(logging.ERROR)
+    return api
+
+
+def _outcome(result: Mapping[str, Any]) -> str:
+    """The last meaningful line of a failed nbgrader call."""
+    text = (result.get("error") or "") + "\n" + (result.get("log") or "")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith(" ")]
+    return lines[-1][:300] if lines else "nbgrader gave no reason"
+
+
+def _read_notebook(path: Path) -> dict:
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    nbformat.validate(nb)
+    return nb
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Release
+# ---------------------------------------------------------------------------------------------------------------
+def release(
+    out: str | Path,
+    assignments: Sequence[str] | None = None,
+    profile: str = CLASSROOM_PROFILE,
+    parameters: Mapping[str, Mapping[str, Any]] | None = None,
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Make (or extend) the course folder ``out``; returns the content of its ``course.json``.
+
+    ``parameters`` (``{notebook file: {name: value}}``) is applied on top of the presets, e.g. smaller values for
+    a slow laptop or for tests. An assignment already in ``out`` is refused unless ``overwrite``.
+    """
+    root = Path(out).expanduser().resolve()
+    chosen = select_assignments(assignments, assignment_notebooks())
+    parameters = dict(parameters or {})
+    unknown = sorted(set(parameters) - {p.name for p in assignment_notebooks()})
+    if unknown:
+        raise ValueError(f"parameters given for {unknown}, which are not assignments of the course")
+    existing = [p.stem for p in chosen if (root / "source" / p.stem).exists() or (root / "release" / p.stem).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{root} already holds {', '.join(existing)}: pass --overwrite to generate them again "
+                              "(submissions and grades already in the gradebook are kept)")  # fmt: skip
+    state = _load_state(root) if (root / COURSE_FILE).is_file() else {"course_id": COURSE_ID, "assignments": {}}
+    state.update(profile=profile, released=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    write_text(root / "nbgrader_config.py", CONFIG_FILE_TEXT)
+    api = _api(root)
+    for master in chosen:
+        start = time.perf_counter()
+        values = classroom_parameters(master, profile, parameters.get(master.name))
+        nb = course_cells.lock_parameters(course_cells.set_parameters(nbcheck.load_notebook(master), values))
+        folder = root / "source" / master.stem
+        write_text(folder / master.name, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+        write_text(folder / "README.md", _assignment_readme(master, values))
+        result = api.generate_assignment(master.stem, force=True, create=True)
+        if not result["success"]:
+            raise RuntimeError(f"nbgrader generate_assignment {master.stem} failed: {_outcome(result)}")
+        student = nbcheck.load_notebook(root / "release" / master.stem / master.name)
+        leaked = course_cells.leaks(nbcheck.load_notebook(master), student)
+        if leaked:
+            raise RuntimeError(f"{master.stem}: the student version still holds {leaked[:3]}; check the markers")
+        cells = course_cells.graded_cells(nb)
+        state["assignments"][master.stem] = {
+            "notebook": master.name,
+            "parameters": values,
+            "autograded_points": sum(c.points for c in cells if c.kind == "autograded"),
+            "manual_points": sum(c.points for c in cells if c.kind == "manual"),
+        }
+        log(f"released {master.stem} in {time.perf_counter() - start:.1f} s")
+    write_text(root / COURSE_FILE, json.dumps(state, indent=2, default=str) + "\n")
+    log(_release_summary(root, state, [p.stem for p in chosen]))
+    return state
+
+
+def _assignment_readme(master: Path, values: Mapping[str, Any]) -> str:
+    lines = [f"# {master.stem}", "", f"Open `{master.name}`, run it top to bottom, and complete the exercises: "
+             "cells that say `raise NotImplementedError()` are yours, the locked cells after them are the tests.",
+             "", "Classroom settings (the locked first code cell): "
+             + ", ".join(f"`{k}={v!r}`" for k, v in values.items()) + "."]  # fmt: skip
+    if master.stem in NEEDS:
+        lines += ["", f"Needs: {NEEDS[master.stem]}."]
+    return "\n".join(lines) + "\n"
+
+
+def _release_summary(root: Path, state: Mapping[str, Any], names: Sequence[str]) -> str:
+    rows = [(n, state["assignments"][n]) for n in names]
+    width = max(len(n) for n, _ in rows)
+    lines = [f"{'assignment':<{width}}  autograded  manual", "-" * (width + 20)]
+    lines += [f"{n:<{width}}  {a['autograded_points']:>10g}  {a['manual_points']:>6g}" for n, a in rows]
+    total = sum(a["autograded_points"] for _, a in rows), sum(a["manual_points"] for _, a in rows)
+    lines += [f"{'total':<{width}}  {total[0]:>10g}  {total[1]:>6g}",
+              f"course folder {root}: student versions in release/, nbgrader settings in nbgrader_config.py"]
+    return "\n".join(lines)
+
+
+def _load_state(root: Path) -> dict[str, Any]:
+    path = root / COURSE_FILE
+    if not path.is_file() or not (root / "gradebook.db").is_file():
+        raise FileNotFoundError(f"{root} is not a course folder (no {COURSE_FILE} or gradebook.db): make one with "
+                                "`m2s course release --out DIR`")  # fmt: skip
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Grade
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class GradeResult:
+    """What :func:`grade` did: one row per submission, the problems found, and the files written."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)  # student, assignment, score, max_score, auto, auto_max
+    problems: list[tuple[str, str, str]] = field(default_factory=list)  # (student, assignment, problem)
+    grades_csv: Path | None = None
+    problems_csv: Path | None = None
+    feedback: dict[tuple[str, str], Path] = field(default_factory=dict)
+
+
+def _submissions(folder: Path, known: Sequence[str], result: GradeResult) -> list[tuple[str, str, Path]]:
+    """``(student, assignment, folder)`` for every submission in ``folder``; unknown assignments are problems."""
+    found = []
+    for student_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for sub in sorted(p for p in student_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if sub.name in known:
+                found.append((student_dir.name, sub.name, sub))
+            else:
+                result.problems.append((student_dir.name, sub.name, f"{sub.name} is not an assignment of this course "
+                                        f"(has: {', '.join(known)}); not graded"))  # fmt: skip
+    return found
+
+
+def _check_submission(folder: Path, assignment: str, root: Path) -> tuple[dict | None, list[str]]:
+    """The submitted notebook (``None`` when it cannot be graded) and the problems found in it."""
+    expected = folder / f"{assignment}.ipynb"
+    if not expected.is_file():
+        others = sorted(p.name for p in folder.glob("*.ipynb"))
+        found = f"found {', '.join(others)}" if others else "the folder holds no notebook"
+        return None, [f"no {expected.name} ({found}): the notebook must keep its released name; not graded"]
+    try:
+        nb = _read_notebook(expected)
+    except Exception as err:  # noqa: BLE001 — JSON errors, nbformat validation errors: all mean "not a notebook"
+        reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        return None, [f"{expected.name} is not a valid notebook ({reason}); not graded"]
+    name = f"{assignment}.ipynb"
+    released, source = (nbcheck.load_notebook(root / step / assignment / name) for step in ("release", "source"))
+    return nb, course_cells.tampered_cells(released, nb, source)
+
+
+def _score(root: Path, assignment: str, student: str) -> dict[str, float]:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID) as gb:
+        sub = gb.find_submission(assignment, student)
+        return {"score": float(sub.score), "max_score": float(sub.max_score), "auto": float(sub.code_score),
+                "auto_max": float(sub.max_code_score)}  # fmt: skip
+
+
+def _ungraded_feedback(path: Path, student: str, assignment: str, problems: Sequence[str]) -> Path:
+    items = "".join(f"<li>{html.escape(p)}</li>" for p in problems)
+    return write_text(path, f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(assignment)}"
+                            f"</title></head><body><h1>{html.escape(assignment)}: not graded</h1><p>Submission of "
+                            f"{html.escape(student)} could not be graded:</p><ul>{items}</ul><p>Fix it and submit "
+                            "again.</p></body></html>\n")  # fmt: skip
+
+
+def grade(
+    course: str | Path,
+    submissions: str | Path,
+    out: str | Path | None = None,
+    timeout: int = CELL_TIMEOUT,
+    log: Callable[[str], None] = print,
+) -> GradeResult:
+    """Autograde every submission in ``submissions`` (``<student>/<assignment>/<assignment>.ipynb``) against the
+    course ``course`` and write ``grades.csv`` and ``problems.csv`` to ``out`` (default: the course folder)."""
+    root = Path(course).expanduser().resolve()
+    state = _load_state(root)
+    folder = Path(submissions).expanduser().resolve()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--submissions {submissions} is not a folder (expected <student>/<assignment>/"
+                                "<assignment>.ipynb inside)")  # fmt: skip
+    out_dir = Path(out).expanduser().resolve() if out else root
+    known = sorted(state["assignments"])
+    result = GradeResult()
+    todo = _submissions(folder, known, result)
+    if not todo:
+        raise FileNotFoundError(f"no submissions in {folder}: expected <student>/<assignment>/<assignment>.ipynb "
+                                f"with an assignment among {', '.join(known)}")  # fmt: skip
+    reproduce._kernel_environment()  # headless matplotlib, thread count, the repository on PYTHONPATH
+    api = _api(root, timeout)
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover
+        def tqdm(x, **_):
+            return x
+    for student, assignment, sub in tqdm(todo, desc="grading", unit="submission"):
+        start = time.perf_counter()
+        nb, problems = _check_submission(sub, assignment, root)
+        result.problems += [(student, assignment, p) for p in problems]
+        feedback = root / "feedback" / student / assignment / f"{assignment}.html"
+        max_score = state["assignments"][assignment]["autograded_points"] + state["assignments"][assignment][
+            "manual_points"]
+        row = {"student": student, "assignment": assignment, "score": 0.0, "max_score": max_score, "auto": 0.0,
+               "auto_max": state["assignments"][assignment]["autograded_points"]}  # fmt: skip
+        if nb is not None:
+            target = root / "submitted" / student / assignment
+            if target.resolve() != sub.resolve():
+                shutil.rmtree(target, ignore_errors=True)  # the course's copy of an earlier grading, not the original
+                shutil.copytree(sub, target)
+            graded = api.autograde(assignment, student, force=True, create=True)
+            if not graded["success"]:
+                result.problems.append((student, assignment, f"autograde failed: {_outcome(graded)}"))
+            else:
+                row.update(_score(root, assignment, student))
+                made = api.generate_feedback(assignment, student, force=True)
+                if not made["success"]:
+                    result.problems.append((student, assignment, f"feedback failed: {_outcome(made)}"))
+        if not feedback.is_file():
+            _ungraded_feedback(feedback, student, assignment, [p for s, a, p in result.problems
+                                                               if (s, a) == (student, assignment)])  # fmt: skip
+        result.feedback[(student, assignment)] = feedback
+        row["seconds"] = round(time.perf_counter() - start, 1)
+        result.rows.append(row)
+    result.grades_csv = write_text(out_dir / "grades.csv", _csv(GRADES_HEADER, result.rows))
+    result.problems_csv = write_text(out_dir / "problems.csv", _csv(
+        ("student", "assignment", "problem"), [dict(zip(("student", "assignment", "problem"), p))
+                                               for p in result.problems]))  # fmt: skip
+    log(grade_summary(result))
+    return result
+
+
+def _csv(header: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(header), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def grade_summary(result: GradeResult) -> str:
+    """The table printed at the end of :func:`grade`, then the problems, one line each."""
+    lines = [f"{'student':<16} {'assignment':<32} {'autograded':>12} {'score':>12} {'time':>7}", "-" * 83]
+    for r in result.rows:
+        lines.append(f"{r['student']:<16} {r['assignment']:<32} {r['auto']:>5g} / {r['auto_max']:<4g} "
+                     f"{r['score']:>5g} / {r['max_score']:<4g} {r.get('seconds', 0):>6.1f}s")  # fmt: skip
+    lines.append(f"{len(result.rows)} submission(s) graded; grades in {result.grades_csv}; feedback in "
+                 f"<course>/feedback/<student>/<assignment>/")  # fmt: skip
+    if result.problems:
+        lines.append(f"{len(result.problems)} problem(s) (also in {result.problems_csv}):")
+        lines += [f"  {s}/{a}: {p}" for s, a, p in result.problems]
+    return "\n".join(lines)
