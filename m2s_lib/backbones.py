@@ -117,17 +117,33 @@ def create_encoder(name: str = "res2net50d", weights: str | os.PathLike | None =
     return encoder
 
 
+def _unreadable(path: Path, err: Exception) -> str:
+    """Why ``torch.load`` failed, in words (torch's own text ends in magic numbers and pickle opcodes)."""
+    if path.stat().st_size == 0:
+        return "is empty (0 bytes)"
+    if "weights_only" in str(err) or "Weights only load failed" in str(err):
+        return "holds Python objects besides tensors, which are not loaded, for safety (weights_only)"
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head.startswith(b"PK"):
+        return "is damaged or truncated (its zip container cannot be read)"
+    return "is not a PyTorch file"
+
+
 def read_torch_file(path: str | os.PathLike, map_location: str | torch.device = "cpu", what: str = "weights") -> object:
     """The one reader of torch files (weights, the authors' checkpoints, training checkpoints): ``torch.load`` with
     ``weights_only=True`` (tensors and plain types, never arbitrary pickled objects). ``what`` names the file in
-    the errors: ``FileNotFoundError`` when it is absent, ``CheckpointMismatchError`` when it cannot be read."""
+    the errors: ``FileNotFoundError`` when it is absent, ``CheckpointMismatchError`` when it cannot be read (saying
+    why in words, and which files fit)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} file {str(path)!r} does not exist")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        raise CheckpointMismatchError(f"could not read {str(path)!r} as a {what} file: {err}") from err
+        raise CheckpointMismatchError(
+            f"{what} file {str(path)!r} {_unreadable(path, err)}: give a last.pt / best.pt written by `m2s train` or "
+            "the authors' released .pth") from err
 
 
 def load_state_dict_file(path: str | os.PathLike) -> OrderedDict[str, torch.Tensor]:

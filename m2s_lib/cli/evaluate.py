@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             Predict every test set under DATA/TestDataset (or DATA itself) at the test size, upsample to each image's
             original size, and score with the task's metrics (polyp: mDice, mIoU, wFm, Sm, maxEm, MAE under the
             PraNet protocol). Writes OUT/<set>/<name>.png, OUT/results.csv (dataset, n, measures, protocol),
-            OUT/results.md (with the paper's Table 1 layout) and OUT/per_image/<set>.csv.
+            OUT/results.md (with the paper's Table 1 layout) and OUT/per_image/<set>.csv. An OUT holding an earlier
+            evaluation is refused unless --overwrite, which deletes that evaluation's files (nothing else).
 
             CHECKPOINT is an m2s training checkpoint (last.pt / best.pt) or the authors' released weights
             (then --model and --encoder say which network they belong to).
@@ -43,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--encoder", default="res2net50d", help="encoder of the authors' weights (default res2net50d)")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier evaluation in OUT (its own files only); without it such a folder is refused")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(func=run_evaluate)
@@ -55,7 +58,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     results = evaluate_checkpoint(
         args.checkpoint, args.data_root, args.out, size=args.size, protocol=args.protocol, sets=args.sets,
         device=args.device, batch_size=args.batch_size, model=args.model, encoder_name=args.encoder,
-        task=args.task, progress=not args.no_progress,
+        task=args.task, progress=not args.no_progress, overwrite=args.overwrite,
     )  # fmt: skip
     print(to_markdown(results, floatfmt=".4f"))
     print(f"wrote {args.out}/results.csv, results.md and the predictions of {len(results)} test sets")

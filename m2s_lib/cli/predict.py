@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
+from pathlib import Path
 
 __all__ = ["register", "run_predict"]
 
@@ -19,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             Segment image files or folders (a folder's images/ subfolder is used when present). For each image:
             OUT/masks/<name>.png (0/255 at --threshold, or the label values for several classes),
             OUT/probs/<name>.png (8-bit probability), OUT/overlays/<name>.png, and OUT/predictions.csv.
+            Unreadable images are skipped and listed in OUT/skipped.csv (exit status 1); the others are written.
+            An OUT holding earlier predictions is refused unless --overwrite, which deletes them (nothing else).
             """
         ),
         epilog="example: m2s predict --checkpoint runs/tiny/best.pt photo.jpg more_images/ --out runs/pred",
@@ -31,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, choices=["m2snet", "msnet", "fpn"], help="architecture (authors' weights)")
     p.add_argument("--encoder", default="res2net50d", help="encoder of the authors' weights (default res2net50d)")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace earlier predictions in OUT (their own files only); without it such a folder is refused")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     p.set_defaults(func=run_predict)
@@ -43,7 +49,13 @@ def run_predict(args: argparse.Namespace) -> int:
     model, cfg = load_model(args.checkpoint, device=args.device, model=args.model, encoder_name=args.encoder)
     df = predict_files(
         model, args.inputs, args.out, size=args.size or cfg.data.eval_size, threshold=args.threshold,
-        class_values=cfg.data.class_values, progress=not args.no_progress,
+        class_values=cfg.data.class_values, progress=not args.no_progress, overwrite=args.overwrite,
     )  # fmt: skip
     print(f"wrote masks and overlays of {len(df)} images to {args.out}")
+    skipped = df.attrs.get("skipped", [])
+    if skipped:
+        names = ", ".join(Path(s["input"]).name for s in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+        print(f"m2s predict: error: skipped {len(skipped)} unreadable file(s): {names} (reasons in "
+              f"{Path(args.out) / 'skipped.csv'}); replace or remove them and predict them again", file=sys.stderr)
+        return 1
     return 0

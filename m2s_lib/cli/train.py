@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
 
 __all__ = ["register", "resolve_train_config", "run_train"]
@@ -90,6 +91,14 @@ def resolve_train_config(args: argparse.Namespace):
     return cfg.override(overrides)
 
 
+def _resume_hint(trainer) -> str:
+    """What to do after Ctrl-C: the exact command that continues the run (or why there is none)."""
+    if trainer.out is not None and (trainer.out / "last.pt").is_file():
+        return (f"interrupted after epoch {trainer.epoch}/{trainer.config.optim.epochs}; continue with "
+                f"`m2s train --out {trainer.out} --resume`")
+    return "interrupted before the first epoch ended: nothing was saved; run the same command again to start"
+
+
 def run_train(args: argparse.Namespace) -> int:
     from ..engine.trainer import Trainer
 
@@ -101,7 +110,12 @@ def run_train(args: argparse.Namespace) -> int:
         raise ValueError("--out is required: the folder for last.pt, best.pt, metrics.csv and config.yaml")
     trainer = Trainer(cfg, cfg.run.out, resume=args.resume, overwrite=args.overwrite)
     try:
-        trainer.fit(stop_after_epoch=args.stop_after)
+        try:
+            trainer.fit(stop_after_epoch=args.stop_after)
+        except KeyboardInterrupt:
+            if trainer.is_main:
+                print(f"m2s train: {_resume_hint(trainer)}", file=sys.stderr, flush=True)
+            return 130
         if trainer.is_main:
             best = ""
             if trainer.best_epoch is not None and trainer.val_set is not None:

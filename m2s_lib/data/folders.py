@@ -27,6 +27,7 @@ from .layout import (
     how_to_get,
     load_image,
     load_mask,
+    mask_value_problem,
     pair_files,
     short_list,
 )
@@ -163,16 +164,36 @@ class SegmentationFolder(torch.utils.data.Dataset):
             img_t, mask_t = self._augment(img_t, mask_t)
         return {"image": img_t, "mask": mask_t, "size": orig, "name": self.names[index]}
 
+    def check_foreground(self, indices: Sequence[int] | None = None) -> None:
+        """Raise ``DatasetError`` when every mask (of ``indices``) is empty after reading: nothing to learn. Stops at
+        the first mask holding foreground, so a normal dataset costs one or a few mask reads."""
+        indices = range(len(self)) if indices is None else indices
+        for i in indices:
+            if (load_mask(self.mask_paths[i], self.classes, self.class_values) > 0).any():
+                return
+        raise DatasetError(
+            f"all {len(indices)} masks in {self.mask_dir} are empty (background only) after reading, so there is "
+            "nothing to learn. Masks whose largest value is 1 are read as 0/1, others as foreground >= 128: check "
+            "the values with `m2s data verify ... --deep`, or point at the right masks/ folder")
+
     def verify(self, progress: bool = False) -> list[str]:
-        """Decode every pair; return the problems found (unreadable files, size mismatches, unknown labels)."""
+        """Decode every pair; return the problems found (unreadable files, size mismatches, unknown labels, binary
+        masks whose values look wrong, a folder whose masks are all empty)."""
         from tqdm.auto import tqdm
 
         problems = []
+        empty = 0
         for i in tqdm(range(len(self)), desc=f"verify {self.folder.name}", disable=not progress, unit="pair"):
             try:
-                self.load_pair(i)
+                _, mask = self.load_pair(i)
+                empty += int(not mask.any())
+                problem = mask_value_problem(self.mask_paths[i]) if self.classes == 1 else None
+                if problem:
+                    problems.append(problem)
             except DatasetError as err:
                 problems.append(str(err))
+        if len(self) and empty == len(self):
+            problems.append(f"all {empty} masks in {self.mask_dir} are empty (background only) after reading")
         return problems
 
 

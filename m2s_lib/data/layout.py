@@ -9,8 +9,12 @@ Decoding (``load_image`` / ``load_mask``):
 
 * images: grayscale, RGBA, palette, CMYK and 16-bit images become 8-bit RGB (16-bit values are scaled by 255/65535);
   RGBA's alpha is dropped.
-* binary masks (``classes == 1``): 16-bit masks whose values exceed 255 are scaled to 0..255 first; colour masks take
-  the brightest channel; the result is binarised at 128 (JPEG masks carry compression noise around 0 and 255).
+* binary masks (``classes == 1``), the mask rule: 16-bit masks whose values exceed 255 are scaled to 0..255 first;
+  colour masks take the brightest channel (palette masks the brightest channel of each index's colour). A mask whose
+  largest value is 1 is a 0/1 mask and is read as it is (many medical datasets store masks so); any other mask is
+  binarised at 128 (JPEG masks carry compression noise around 0 and 255). An entirely empty mask is allowed (a
+  polyp-free frame), a training set whose masks are *all* empty is not (``SegmentationFolder.check_foreground``);
+  :func:`mask_value_problem` names masks whose values look wrong (all below 128 but not 0/1; a grey-level picture).
 * label masks (``classes > 1``): the pixel values are mapped to class ids through ``class_values`` (index = class id;
   e.g. GOALS OCT ``GOALS_CLASS_VALUES`` -> background, RNFL, GCIPL, choroid); an unknown value is an error.
 
@@ -44,6 +48,7 @@ __all__ = [
     "list_images",
     "load_image",
     "load_mask",
+    "mask_value_problem",
     "pair_files",
     "resolve_train_root",
     "short_list",
@@ -155,20 +160,50 @@ def _mask_values(path: Path) -> np.ndarray:
     return rgb.max(axis=2)  # the brightest channel (white, red or green masks alike)
 
 
+def _binary_mask_values(path: Path) -> np.ndarray:
+    """A binary mask's pixel values on the 0..255 scale, before the mask rule (see the module docstring)."""
+    img = _open(path)
+    if img.mode == "P":  # the brightest channel of the palette colour
+        vals = np.asarray(img.convert("RGB")).max(axis=2)
+    else:
+        vals = _mask_values(path)
+    if vals.dtype == np.float32:
+        vals = vals * (255.0 if vals.max(initial=0) <= 1.0 else 1.0)
+    elif vals.dtype == np.int32 and vals.max(initial=0) > 255:  # 16-bit masks: scale to 0..255 first
+        vals = vals.astype(np.float64) * (255.0 / 65535.0)
+    return vals
+
+
+def _binarise(vals: np.ndarray) -> np.ndarray:
+    """The mask rule: a mask whose largest value is 1 is 0/1 already; otherwise foreground = value >= 128."""
+    if vals.max(initial=0) == 1:
+        return (vals >= 1).astype(np.uint8)
+    return (vals >= 128).astype(np.uint8)
+
+
+def mask_value_problem(path: Path | str) -> str | None:
+    """Why a binary mask's values look wrong, or ``None``: values all below 128 without being 0/1 (the mask reads
+    as empty), or many grey levels between 32 and 224 (a picture, not a mask). ``m2s data verify --deep`` lists these."""
+    path = Path(path)
+    vals = _binary_mask_values(path)
+    top = float(vals.max(initial=0))
+    if 1 < top < 128:
+        shown = [round(float(v), 1) for v in np.unique(vals)[:6]]
+        return (f"mask {path} has the values {shown}: all below 128 and not 0/1, so it is read as empty. Save "
+                "foreground as 255 (or 1 with background 0); label maps of several classes need classes/class_values")
+    grey = float(((vals > 32) & (vals < 224)).mean())
+    if grey > 0.25:
+        return (f"mask {path} is not a binary mask: {grey:.0%} of its pixels are grey levels between 32 and 224 "
+                "(an image in masks/?). Masks hold background 0 and foreground 255 (or 1)")
+    return None
+
+
 def load_mask(path: Path | str, classes: int = 1, class_values: Sequence[int] | None = None) -> np.ndarray:
-    """Read a mask file: uint8 {0, 1} (``classes == 1``) or int64 class ids (``classes > 1``)."""
+    """Read a mask file: uint8 {0, 1} (``classes == 1``, by the mask rule of the module docstring) or int64 class
+    ids (``classes > 1``)."""
     path = Path(path)
     if classes == 1:
-        img = _open(path)
-        if img.mode == "P":  # the brightest channel of the palette colour
-            vals = np.asarray(img.convert("RGB")).max(axis=2)
-        else:
-            vals = _mask_values(path)
-        if vals.dtype == np.float32:
-            vals = vals * (255.0 if vals.max(initial=0) <= 1.0 else 1.0)
-        elif vals.dtype == np.int32 and vals.max(initial=0) > 255:  # 16-bit masks: scale to 0..255 first
-            vals = vals.astype(np.float64) * (255.0 / 65535.0)
-        return (vals >= 128).astype(np.uint8)
+        return _binarise(_binary_mask_values(path))
     if class_values is None:
         raise DatasetError(f"classes={classes} needs class_values: the pixel value of each class id (index = id)")
     if len(class_values) != classes:

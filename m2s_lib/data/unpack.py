@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import csv
+import lzma
 import os
 import shutil
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,27 +47,60 @@ def _sniff(path: Path) -> str:
     return "unknown"
 
 
-def unpack(archive: Path, dest: Path, progress: bool = True) -> None:
+def _unsafe_member(name: str) -> bool:
+    """A member name that would land outside the unpack folder: absolute (``/x``, ``C:\\x``) or holding ``..``."""
+    posix = name.replace("\\", "/")
+    return posix.startswith("/") or (len(posix) > 1 and posix[1] == ":") or ".." in posix.split("/")
+
+
+def _refuse_unsafe(archive: Path, names: list[str]) -> None:
+    bad = [n for n in names if _unsafe_member(n)]
+    if bad:
+        raise DownloadError(f"{archive} holds {len(bad)} member(s) that would be written outside the unpack folder "
+                            f"({', '.join(repr(n) for n in bad[:3])}): refused, nothing was unpacked. Check where "
+                            "the archive came from, or unpack it yourself and pass the folder with --source")
+
+
+def _extract(archive: Path, kind: str, dest: Path, progress: bool) -> None:
     from tqdm.auto import tqdm
 
-    kind = _sniff(archive)
     if kind == "zip":
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
+            _refuse_unsafe(archive, [m.filename for m in members])
             for m in tqdm(members, desc=f"unpack {archive.name}", unit="file", disable=not progress):
-                zf.extract(m, dest)  # zipfile drops absolute paths and '..'
+                zf.extract(m, dest)
         return
-    if kind == "tar":
-        with tarfile.open(archive) as tf:
-            members = tf.getmembers()
-            for m in tqdm(members, desc=f"unpack {archive.name}", unit="file", disable=not progress):
-                tf.extract(m, dest, filter="data")
-        return
+    with tarfile.open(archive) as tf:
+        members = tf.getmembers()
+        _refuse_unsafe(archive, [m.name for m in members])
+        for m in tqdm(members, desc=f"unpack {archive.name}", unit="file", disable=not progress):
+            tf.extract(m, dest, filter="data")
+
+
+def unpack(archive: Path, dest: Path, progress: bool = True) -> None:
+    """Unpack a zip or tar archive into ``dest``. Every problem is one :class:`DownloadError` (one line, naming the
+    archive and what to do): a web page or an unknown format, a truncated or damaged archive, or members that would
+    land outside ``dest`` (``..``, absolute paths: refused before anything is written; links: tar's "data" filter)."""
+    kind = _sniff(archive)
     if kind == "html":
         raise DownloadError(f"{archive} is a web page, not an archive (Google Drive refused the download, often "
                             "its daily quota); delete it and try later, or download it in a browser")
-    raise DownloadError(f"{archive} is a {kind} archive that Python cannot unpack: unpack it yourself and pass the "
-                        "folder with --source")
+    if kind not in ("zip", "tar"):
+        raise DownloadError(f"{archive} is a {kind} archive that Python cannot unpack: unpack it yourself and pass "
+                            "the folder with --source")
+    damaged = (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.ReadError, tarfile.CompressionError, EOFError,
+               zlib.error, lzma.LZMAError, OSError)
+    try:
+        _extract(archive, kind, dest, progress)
+    except tarfile.FilterError as err:  # links or special files pointing outside the destination
+        raise DownloadError(f"{archive} holds a member that would be written outside the unpack folder ({err}): "
+                            "refused. Check where the archive came from") from err
+    except damaged as err:
+        if isinstance(err, OSError) and err.errno is not None:
+            raise  # a full disk or a permission problem is not the archive's fault
+        raise DownloadError(f"{archive} is truncated or damaged ({type(err).__name__}): download it again (--force "
+                            "downloads afresh) or pass a complete archive with --source") from err
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from ..data.splits import busi_folds
 from ..data.synthetic import dataset_name, ensure_synthetic
 from .runtime import barrier, distributed_info
 
-__all__ = ["build_datasets", "resolve_data_root"]
+__all__ = ["build_datasets", "check_foreground", "resolve_data_root"]
 
 
 def resolve_data_root(cfg: Config, log: Callable[[str], None] = print) -> Path:
@@ -79,3 +79,12 @@ def build_datasets(cfg: Config, log: Callable[[str], None] = print):
         val_set = Subset(_folder(train_root, cfg, d.eval_size, False), val_idx)
         return Subset(train_set, train_idx), val_set, root
     return train_set, None, root
+
+
+def check_foreground(dataset) -> None:
+    """Refuse a training set whose masks are all empty (``SegmentationFolder.check_foreground``; a ``Subset``
+    checks its own items). Datasets of other kinds are not checked."""
+    if isinstance(dataset, Subset) and hasattr(dataset.dataset, "check_foreground"):
+        dataset.dataset.check_foreground(list(dataset.indices))
+    elif hasattr(dataset, "check_foreground"):
+        dataset.check_foreground()

@@ -35,6 +35,7 @@ from ..metrics import (
 )
 from .checkpoint import load_model
 from .predict import labels_to_png, predict_dataset
+from .run_folder import prepare_output_dir
 
 __all__ = [
     "RESULT_COLUMNS",
@@ -44,6 +45,8 @@ __all__ = [
     "load_model",
     "write_tables",
 ]
+
+EVALUATE_OUTPUTS = ("results.csv", "results.md", "per_image")  # besides one prediction folder per test set
 
 # results.csv columns per task (after ``dataset, n`` and before ``protocol``).
 RESULT_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -163,11 +166,15 @@ def evaluate_checkpoint(
     encoder_name: str = "res2net50d",
     task: str | None = None,
     progress: bool = True,
+    overwrite: bool = True,
 ) -> pd.DataFrame:
     """``m2s evaluate``: load a checkpoint, score every test set of ``data_root``, write predictions and tables.
 
     ``size``, ``task``, ``protocol`` default to the checkpoint's config (``data.eval_size``, ``data.task``,
-    ``run.eval_protocol``). ``sets`` restricts to some test-set names. Returns the results DataFrame.
+    ``run.eval_protocol``). ``sets`` restricts to some test-set names. ``out`` follows
+    :func:`~m2s_lib.engine.run_folder.prepare_output_dir`: ``overwrite=True`` (the library default) replaces an
+    earlier evaluation's files (so no stale set folder remains), ``False`` refuses them (``m2s evaluate`` without
+    ``--overwrite``). Returns the results DataFrame.
     """
     net, cfg = load_model(checkpoint, device=device, model=model, encoder_name=encoder_name)
     task = task or cfg.data.task
@@ -182,6 +189,7 @@ def evaluate_checkpoint(
         if missing:
             raise ValueError(f"test sets {missing} are not under {root}: found {sorted(found)}")
         found = {s: found[s] for s in wanted}
+    prepare_output_dir(out, "evaluate", [*EVALUATE_OUTPUTS, *found], overwrite)
     results = evaluate_sets(
         net, found, task=task, protocol=protocol or cfg.run.eval_protocol, size=size,
         class_values=cfg.data.class_values, out=out, batch_size=batch_size, progress=progress,

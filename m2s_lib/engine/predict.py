@@ -24,7 +24,9 @@ from ..data.folders import collate, normalise
 from ..data.layout import IMAGE_DIR_NAMES, find_child, load_image
 from ..metrics import to_uint8
 
-__all__ = ["labels_to_png", "overlay", "predict_batch", "predict_dataset", "predict_files"]
+__all__ = ["PREDICT_OUTPUTS", "labels_to_png", "overlay", "predict_batch", "predict_dataset", "predict_files"]
+
+PREDICT_OUTPUTS = ("masks", "probs", "overlays", "predictions.csv", "skipped.csv")  # what predict_files writes
 
 
 @torch.no_grad()
@@ -118,23 +120,34 @@ def predict_files(
     threshold: float = 0.5,
     class_values: Sequence[int] | None = None,
     progress: bool = True,
+    overwrite: bool = True,
 ) -> pd.DataFrame:
     """Segment image files or folders: ``out/masks/<stem>.png`` (0/255 at ``threshold``, or label values),
     ``out/probs/<stem>.png`` (8-bit probability, one class) and ``out/overlays/<stem>.png``.
 
     Returns one row per image (``name``, ``height``, ``width``, ``foreground`` fraction, file paths). Inputs that
-    share a file name get ``-2``, ``-3``… suffixes instead of overwriting each other.
+    share a file name get ``-2``, ``-3``… suffixes instead of overwriting each other. An unreadable input is
+    skipped, not fatal: the others are predicted and the skipped ones listed in ``out/skipped.csv`` (``input``,
+    ``error``) and ``df.attrs["skipped"]``. ``out`` follows :func:`~m2s_lib.engine.run_folder.prepare_output_dir`:
+    ``overwrite=True`` (the library default) replaces an earlier prediction's files, ``False`` refuses them.
     """
     from tqdm.auto import tqdm
 
+    from ..data.layout import DatasetError
+    from .run_folder import prepare_output_dir
+
     files = _collect_inputs(inputs)
-    out = Path(out)
+    out = prepare_output_dir(out, "predict", PREDICT_OUTPUTS, overwrite)
     for sub in ("masks", "overlays") + (("probs",) if getattr(model, "classes", 1) == 1 else ()):
         (out / sub).mkdir(parents=True, exist_ok=True)
     model.eval()
-    rows, used = [], set()
+    rows, used, skipped = [], set(), []
     for path in tqdm(files, desc="predict", unit="img", disable=not progress, mininterval=5.0):
-        image = load_image(path)
+        try:
+            image = load_image(path)
+        except DatasetError as err:
+            skipped.append({"input": str(path), "error": str(err)})
+            continue
         h, w = image.shape[:2]
         resized = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
         prob = predict_batch(model, normalise(resized)[None], [(h, w)])[0]
@@ -158,6 +171,9 @@ def predict_files(
             fg = float((labels > 0).mean())
         rows.append({"name": stem, "height": h, "width": w, "foreground": fg, "input": str(path),
                      "mask": str(out / "masks" / f"{stem}.png"), "overlay": str(out / "overlays" / f"{stem}.png")})
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows, columns=["name", "height", "width", "foreground", "input", "mask", "overlay"])
     write_text(out / "predictions.csv", df.to_csv(index=False))
+    if skipped:
+        write_text(out / "skipped.csv", pd.DataFrame(skipped).to_csv(index=False))
+    df.attrs["skipped"] = skipped
     return df

@@ -2,10 +2,16 @@
 
 ``out/`` holds :data:`RUN_FILES`: ``last.pt`` (every epoch), ``best.pt`` (best validation Dice), ``metrics.csv``
 (one row per epoch, :mod:`m2s_lib.engine.history`) and ``config.yaml`` (the settings the run uses).
+
+``m2s evaluate`` and ``m2s predict`` follow the same rule through :func:`prepare_output_dir`: a folder never holds
+two runs. Each run lists what it writes in ``OUT/m2s_outputs.json``; a folder holding an earlier run's outputs is
+refused unless ``overwrite``, which deletes those outputs, and only those, first. Other files are never touched.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +19,11 @@ from ..backbones import CheckpointMismatchError
 from ..config import Config
 from .checkpoint import load_checkpoint
 
-__all__ = ["RESUME_MAY_CHANGE", "RUN_FILES", "RunExistsError", "open_run_folder"]
+__all__ = ["OUTPUTS_MANIFEST", "RESUME_MAY_CHANGE", "RUN_FILES", "RunExistsError", "open_run_folder",
+           "prepare_output_dir"]
 
 RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "config.yaml")
+OUTPUTS_MANIFEST = "m2s_outputs.json"  # what an evaluate / predict run wrote (prepare_output_dir)
 # Settings a resumed run may change; anything else must match the checkpoint's config.
 RESUME_MAY_CHANGE = ("run.", "optim.epochs", "data.num_workers", "data.root", "data.val_root", "data.synthetic_dir")
 
@@ -64,3 +72,45 @@ def open_run_folder(out: Path | None, cfg: Config, *, resume: bool, overwrite: b
             for f in present:
                 (out / f).unlink()
     return None
+
+
+def _own_name(name: str) -> bool:
+    """A plain child name (never a path that could point outside the output folder)."""
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
+
+
+def _earlier_outputs(manifest: Path, command: str) -> tuple[str, list[str]]:
+    try:
+        saved = json.loads(manifest.read_text())
+        return str(saved.get("command", command)), [str(o) for o in saved.get("outputs", []) if _own_name(str(o))]
+    except (OSError, ValueError, AttributeError):
+        return command, []
+
+
+def prepare_output_dir(out: str | Path, command: str, outputs: Iterable[str], overwrite: bool) -> Path:
+    """The output-folder rule of ``m2s evaluate`` / ``m2s predict`` (``command``). An earlier run's outputs in
+    ``out`` (``outputs`` and what that run listed in ``m2s_outputs.json``) are refused with
+    :class:`RunExistsError` unless ``overwrite``, which deletes them; then the new run's ``outputs`` are listed
+    there. Nothing else in ``out`` is touched. Returns ``out`` as a Path."""
+    from ..atomic import write_text
+
+    out = Path(out).expanduser()
+    outputs = [o for o in dict.fromkeys(outputs) if _own_name(o)]
+    manifest = out / OUTPUTS_MANIFEST
+    earlier, listed = _earlier_outputs(manifest, command) if manifest.is_file() else (command, [])
+    present = [o for o in dict.fromkeys([*outputs, *listed, OUTPUTS_MANIFEST]) if (out / o).exists()]
+    if present and earlier != command:
+        raise RunExistsError(f"{out} holds the outputs of `m2s {earlier}` ({OUTPUTS_MANIFEST}): choose another --out "
+                             f"folder for `m2s {command}`")
+    if present and not overwrite:
+        shown = ", ".join(present[:6]) + (f" and {len(present) - 6} more" if len(present) > 6 else "")
+        raise RunExistsError(f"{out} already holds the outputs of an earlier `m2s {command}` ({shown}): pass "
+                             "--overwrite to replace them (nothing else there is touched), or choose another --out")
+    for name in present:
+        target = out / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+    write_text(manifest, json.dumps({"command": command, "outputs": outputs}, indent=1) + "\n")
+    return out

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["barrier", "distributed_info", "get_rng_state", "mps_available", "select_device", "seed_everything", "set_rng_state"]
+__all__ = ["DeviceError", "barrier", "distributed_info", "get_rng_state", "mps_available", "select_device", "seed_everything", "set_rng_state"]
 
 
 def mps_available() -> bool:
@@ -22,24 +22,41 @@ def mps_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
-def select_device(spec: str | torch.device | None = "auto", local_rank: int | None = None) -> torch.device:
+class DeviceError(RuntimeError):
+    """A device was asked for that this machine does not have (or no such device exists); the message ends with the
+    option of the entry point that fixes it."""
+
+
+def select_device(spec: str | torch.device | None = "auto", local_rank: int | None = None,
+                  fix: str = "--device cpu") -> torch.device:
     """The device to run on. ``"auto"`` (or ``None``): ``cuda:<local_rank>`` when CUDA is available, else Apple
-    MPS, else the CPU. Any other name (``cpu``, ``cuda``, ``cuda:1``, ``mps``) is checked to exist here; a bare
-    ``cuda`` in a torchrun process becomes ``cuda:<local_rank>``."""
+    MPS, else the CPU. Any other name (``cpu``, ``cuda``, ``cuda:1``, ``mps``) is checked to exist here, else
+    :class:`DeviceError` ending in ``use <fix>`` (each entry point names its own option: ``--device cpu`` for the
+    commands, ``device='cpu'`` in a notebook); a bare ``cuda`` in a torchrun process becomes ``cuda:<local_rank>``."""
     if spec is None or str(spec).strip().lower() == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank or 0)
         if mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(str(spec).strip().lower()) if isinstance(spec, str) else torch.device(spec)
+    try:
+        device = torch.device(str(spec).strip().lower()) if isinstance(spec, str) else torch.device(spec)
+    except (RuntimeError, ValueError, TypeError):
+        raise DeviceError(f"device {str(spec)!r} is not a device name (auto, cpu, cuda, cuda:N or mps): use {fix}") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device {str(spec)!r} was asked for but CUDA is not available here: use 'auto' or 'cpu'")
+            raise DeviceError(f"device {str(spec)!r} requested but CUDA is not available on this machine: use {fix}")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {str(spec)!r} requested but this machine has {torch.cuda.device_count()} CUDA "
+                              f"device(s), numbered from 0: use cuda:0 or {fix}")
         if device.index is None and local_rank is not None:
             device = torch.device("cuda", local_rank)
-    if device.type == "mps" and not mps_available():
-        raise RuntimeError(f"device {str(spec)!r} was asked for but Apple MPS is not available here: use 'auto' or 'cpu'")
+    elif device.type == "mps":
+        if not mps_available():
+            raise DeviceError(f"device {str(spec)!r} requested but Apple's MPS is not available on this machine: "
+                              f"use {fix}")
+    elif device.type != "cpu":
+        raise DeviceError(f"device {str(spec)!r} is not supported (auto, cpu, cuda, cuda:N or mps): use {fix}")
     return device
 
 

@@ -45,7 +45,7 @@ from ..losses import M2SNetLoss
 from ..metrics import headline, task_metric
 from ..model import build_model
 from .checkpoint import CHECKPOINT_FORMAT, load_model_state, save_checkpoint
-from .datasets import build_datasets
+from .datasets import build_datasets, check_foreground
 from .history import METRICS_COLUMNS, epoch_summary, write_metrics_csv
 from .optim import build_optimizer, build_scheduler
 from .run_folder import open_run_folder
@@ -132,7 +132,8 @@ class Trainer:
     # -- set-up -------------------------------------------------------------------------------------------------
     def _setup_processes(self, cfg: Config) -> None:
         """The device, the process group of a torchrun job, and the batch each process reads."""
-        self.device = select_device(cfg.run.device, self.local_rank if self.world_size > 1 else None)
+        self.device = select_device(cfg.run.device, self.local_rank if self.world_size > 1 else None,
+                                    fix="--device cpu (run.device=cpu in a config)")
         if self.world_size > 1 and not dist.is_initialized():
             backend = "nccl" if self.device.type == "cuda" else "gloo"
             if self.device.type == "cuda":
@@ -154,7 +155,15 @@ class Trainer:
             self.data_root = None
         if len(train_set) == 0:
             raise ValueError("the training set is empty")
+        check_foreground(train_set)
         self.train_set, self.val_set = train_set, val_set
+        if self._steps_per_epoch() == 0:
+            n = len(train_set)
+            raise ValueError(
+                f"{n} training image{'s' if n != 1 else ''} with batch size {self.config.optim.batch_size} "
+                "(optim.batch_size, --batch-size) make no training step: a last batch of one image is dropped "
+                "(BatchNorm cannot train on it). Use more training images (data.val_fraction holds some out) or "
+                "--batch-size 1")
 
     def _setup_model(self, model: nn.Module | None, weights: bool) -> None:
         """The network (pretrained encoder unless resuming), the loss, the optimiser, the schedule, the AMP scaler."""

@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,13 @@ from .viz import show_figure  # re-exported: notebooks call nbu.show_figure
 
 __all__ = [
     "NotebookOutputs",
+    "ReadyModel",
     "environment_report",
     "is_online",
+    "load_or_train",
     "pick_device",
     "print_environment",
+    "randomise_batchnorms",
     "repo_root",
     "resolve_path",
     "resolve_pretrained",
@@ -63,7 +67,9 @@ def resolve_path(path: str | os.PathLike | None) -> Path | None:
 
 
 # The notebooks' names for the engine's one device rule and one seeding rule.
-pick_device = select_device
+def pick_device(name: str | torch.device | None = "auto") -> torch.device:
+    """``select_device`` (the engine's one device rule) whose error names the notebook's setting."""
+    return select_device(name, fix="device='auto' or 'cpu' in the parameters cell")
 
 
 def _version(module: str) -> str:
@@ -198,6 +204,71 @@ def resolve_pretrained(weights: str | os.PathLike | None, encoder_name: str) -> 
     if not path.is_file():
         raise FileNotFoundError(f"encoder_weights={str(weights)!r}: no such file ({path})")
     return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pieces the notebooks share: non-trivial BatchNorms for equality checks, a model from a checkpoint or trained here
+# ---------------------------------------------------------------------------------------------------------------
+def randomise_batchnorms(module: torch.nn.Module, generator: torch.Generator | None = None) -> torch.nn.Module:
+    """Give every ``BatchNorm2d`` of ``module`` non-trivial parameters and statistics (fresh ones are 1/0 and 0/1,
+    and timm zero-initialises residual branches, so an equality check on them proves little): weight ~ U(0.5, 1.5),
+    bias ~ U(-0.2, 0.2), running mean ~ U(-0.5, 0.5), running variance ~ U(0.5, 2), drawn in that order, module by
+    module (from ``generator``, else torch's global generator). Returns ``module``."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5, generator=generator)
+                m.bias.uniform_(-0.2, 0.2, generator=generator)
+                m.running_mean.uniform_(-0.5, 0.5, generator=generator)
+                m.running_var.uniform_(0.5, 2.0, generator=generator)
+    return module
+
+
+@dataclass
+class ReadyModel:
+    """What :func:`load_or_train` returns: the model (eval mode, on the device), its config, where it came from
+    (a sentence for the notebook), and the history of the fallback training (``None`` for a checkpoint)."""
+
+    model: torch.nn.Module
+    config: Any
+    origin: str
+    history: Any = None
+
+
+def load_or_train(checkpoint_path: str | os.PathLike | None, *, data_root: str | os.PathLike, profile: str,
+                  epochs: int, steps_per_epoch: int, seed: int, device: torch.device | str,
+                  image_size: int | None = None, train_dir: str | os.PathLike | None = None) -> ReadyModel:
+    """The notebooks' model rule: the checkpoint at ``checkpoint_path`` (relative to the repository root; an m2s
+    checkpoint or the authors' weights) when it exists, else a short training run here with the library's
+    ``Trainer`` (``profile``, ``"auto"`` allowed; ``epochs`` of at most ``steps_per_epoch`` steps, 0: whole epochs;
+    at ``image_size`` with the multi-scale sizes rescaled when given), its checkpoints in ``train_dir`` if given."""
+    from ..config import get_profile, resolve_profile
+    from ..data.folders import train_sizes_for
+    from ..engine.checkpoint import load_model
+    from ..engine.trainer import Trainer
+
+    device = torch.device(device) if isinstance(device, str) else device
+    ckpt = resolve_path(checkpoint_path)
+    if ckpt is not None and ckpt.is_file():
+        model, cfg = load_model(ckpt, device=device)
+        return ReadyModel(model.to(device).eval(), cfg, f"checkpoint {ckpt}")
+    profile, _ = resolve_profile(profile, device)
+    where = "checkpoint_path is None" if ckpt is None else f"nothing at {ckpt}"
+    print(f"No checkpoint ({where}): training a short model here instead, with the library's Trainer "
+          f"({profile!r} profile, {epochs} epoch(s) of at most {steps_per_epoch or 'all'} steps).")
+    settings = {"data.root": str(data_root), "optim.epochs": epochs, "run.max_steps_per_epoch": steps_per_epoch,
+                "run.seed": seed, "run.device": str(device)}
+    if image_size is not None:  # train at the size it is looked at, with the multi-scale sizes rescaled
+        settings["data.size"] = image_size
+        settings["data.train_sizes"] = list(train_sizes_for(image_size))
+    cfg = get_profile(profile).override(settings)
+    train_dir = resolve_path(train_dir)
+    trainer = Trainer(cfg, train_dir, overwrite=True)
+    history = trainer.fit()
+    if train_dir is not None:
+        print(f"checkpoints in {train_dir}: pass checkpoint_path='{train_dir / 'best.pt'}' to reuse this model")
+    origin = f"trained here: {profile!r} profile, {trainer.epoch} epoch(s) of {trainer.steps_per_epoch} steps"
+    return ReadyModel(trainer.model.to(device).eval(), cfg, origin, history)
 
 
 # ---------------------------------------------------------------------------------------------------------------
