@@ -332,9 +332,11 @@ class Config:
             )
         if not 0 <= d.val_fraction < 1:
             raise ConfigError(f"data.val_fraction={d.val_fraction} must be in [0, 1)")
-        for s in [d.size, *d.train_sizes, d.eval_size]:
+        for key, s in [("data.size", d.size), *(("data.train_sizes", t) for t in d.train_sizes),
+                       ("data.test_size", d.eval_size)]:
             if s < 32 or s % 8:
-                raise ConfigError(f"image size {s} must be a multiple of 8 and at least 32 (the paper uses multiples of 32)")
+                raise ConfigError(f"{key}: image size {s} must be a multiple of 8 and at least 32 (the paper uses "
+                                  "multiples of 32)")
         if o.epochs < 1 or o.batch_size < 1:
             raise ConfigError("optim.epochs and optim.batch_size must be ≥ 1")
         if o.lr <= 0 or o.encoder_lr_ratio < 0:
