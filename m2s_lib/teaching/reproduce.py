@@ -350,7 +350,7 @@ def _check_settings(args: argparse.Namespace, notebooks: list[Path], profile: st
     from ..config import get_profile
     from ..engine.runtime import select_device
 
-    select_device(device)  # before any data or run folder is made
+    select_device(device, fix="--device cpu (or auto)")  # before any data or run folder is made
     task = get_profile(profile).data.task
     if task not in SUPPORTED_TASKS:
         raise ParameterError(
