@@ -132,7 +132,7 @@ CPU_OVERRIDES: dict[str, Any] = {
 }
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {"profile": "tiny", "overrides": CPU_OVERRIDES, "seeds": [0, 1, 2],
-            "variants": ["fpn", "msnet", "au", "m2snet", "m2snet-nolf", "m2snet-nolf-unshared"]},
+            "variants": ["msnet", "m2snet-nolf", "au", "fpn", "m2snet", "m2snet-nolf-unshared"]},  # cheap pairs first
     "paper": {"profile": "paper-polyp", "overrides": {"data.val_fraction": 0.0, "run.progress": False},
               "seeds": [0, 1, 2], "variants": [k for k in VARIANTS if VARIANTS[k].table != "extra"]},
     "smoke": {"profile": "tiny", "seeds": [0, 1], "variants": ["msnet", "m2snet"],
@@ -264,19 +264,20 @@ def _prepare_folder(out: Path, spec: StudySpec) -> None:
             what = ", ".join(keys[:6]) or "profile"
             raise StudyError(f"{out} holds a study with other settings ({what}); its runs are kept. Choose another "
                              "--out folder, or repeat that study's settings to continue it")
-        spec.variants = list(dict.fromkeys([*old.get("variants", []), *spec.variants]))
-        spec.seeds = list(dict.fromkeys([*old.get("seeds", []), *spec.seeds]))
+        spec.variants = list(dict.fromkeys([*spec.variants, *old.get("variants", [])]))
+        spec.seeds = list(dict.fromkeys([*spec.seeds, *old.get("seeds", [])]))
     write_text(path, yaml.safe_dump(asdict(spec), sort_keys=False))
 
 
 def _pending(spec: StudySpec, done: pd.DataFrame, keys: Sequence[str], seeds: Sequence[int]):
-    """``(key, seed, config, fingerprint)`` of the runs still to do: the paper's rows seed by seed (so that a
-    partial study stays paired), then the extra rows."""
+    """``(key, seed, config, fingerprint)`` of the runs still to do, variant by variant with all its seeds, in the
+    order of ``keys`` (the paper's rows first, then the extra rows). A study stopped early thus holds complete,
+    paired comparisons of its first variants, each with every seed, rather than one seed of everything."""
     finished = _finished(done)
     jobs = []
-    paper, extra = [k for k in keys if VARIANTS[k].table != "extra"], [k for k in keys if VARIANTS[k].table == "extra"]
-    for keys_, seed in [(paper, s) for s in seeds] + [(extra, s) for s in seeds]:
-        for key in keys_:
+    ordered = [k for k in keys if VARIANTS[k].table != "extra"] + [k for k in keys if VARIANTS[k].table == "extra"]
+    for key in ordered:
+        for seed in seeds:
             cfg = variant_config(spec, key, seed)
             fp = fingerprint(cfg, VARIANTS[key].structure_weight)
             if (key, int(seed), fp) not in finished:
@@ -399,7 +400,7 @@ def train_and_score(key: str, seed: int, cfg, spec: StudySpec, out: Path) -> dic
     from .trainer import Trainer
 
     variant = VARIANTS[key]
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     probe = EarlyProbe(spec.probe_steps, spec.probe_images)
     trainer = Trainer(cfg, None, callbacks=[PairedBatches(seed), probe], log=lambda message: None)
     if variant.structure_weight != 1.0:
@@ -418,5 +419,6 @@ def train_and_score(key: str, seed: int, cfg, spec: StudySpec, out: Path) -> dic
     return {"variant": key, "seed": int(seed), **pooled, "n_test": int(n),
             **{f"Dice {name}": s["mDice"] for name, s in per_set.items()},
             "steps": trainer.global_step, "train_s": round(train_s, 2),
-            "eval_s": round(time.perf_counter() - t1, 2), "threads": torch.get_num_threads(),
+            "eval_s": round(time.perf_counter() - t1, 2), "cpu_s": round(time.process_time() - cpu0, 2),
+            "threads": torch.get_num_threads(),
             "load_1min": os.getloadavg()[0], "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
