@@ -2,7 +2,8 @@
 names the file or setting and what to do, no Python traceback, and nothing the user already had is changed.
 
 The cases go through the stable entry points: the ``m2s`` command (``m2s_lib.cli.main`` in-process, and a few real
-``python -m m2s_lib.cli`` processes), ``python -m m2s_lib.reproduce``'s ``main`` and the data readers. Every file is
+``python -m m2s_lib.cli`` processes), the reproduction's ``main`` (``python -m m2s_lib.reproduce``) and the data
+readers. Every file is
 tiny (16-64 px) and every training run is one step of resnet18d from scratch, so the whole corpus takes seconds.
 """
 from __future__ import annotations
@@ -91,7 +92,7 @@ def pair_folder(root: Path, n: int = 3, size: int = 32, mask=lambda m: m.astype(
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
-    from m2s_lib.synthetic import generate
+    from m2s_lib.data.synthetic import generate
 
     return generate("polyp", tmp_path_factory.mktemp("hostile") / "polyp", n=8, seed=3, size=64, n_test=2,
                     progress=False, workers=1)  # fmt: skip
@@ -369,7 +370,7 @@ def test_existing_run_is_kept_without_overwrite_and_resume_without_run(ckpt, syn
 
 
 def test_ctrl_c_says_how_to_resume(synth, tmp_path, capsys, monkeypatch):
-    from m2s_lib.train import Trainer
+    from m2s_lib.engine.trainer import Trainer
 
     original = Trainer.train_one_epoch
 
@@ -665,7 +666,7 @@ def test_verify_of_an_empty_folder(tmp_path, capsys):
 @pytest.mark.parametrize("device", ["cuda", "mps"])
 def test_reproduce_checks_the_device_before_any_work(device, tmp_path, monkeypatch, capsys):
     """Failure 4: `--device cuda` without CUDA generated data, made a run folder and died in a notebook."""
-    from m2s_lib import reproduce
+    from m2s_lib.teaching import reproduce
 
     calls = []
     g = reproduce.main.__globals__  # the module that really runs main (wherever it lives)
@@ -682,7 +683,7 @@ def test_reproduce_checks_the_device_before_any_work(device, tmp_path, monkeypat
 
 
 def test_reproduce_unknown_profile_before_any_work(tmp_path, capsys):
-    from m2s_lib import reproduce
+    from m2s_lib.teaching import reproduce
 
     code = reproduce.main(["--profile", "tinny", "--out", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "d")])
     err = capsys.readouterr().err

@@ -1,11 +1,12 @@
 """Property-based tests of the image and mask readers (hypothesis): whatever dtype, value set, size, mode and file
 format a user's file has, ``load_image`` / ``load_mask`` either return what the module documents or raise
-``DatasetError`` (one line naming the file) -- never another exception. 280 examples, a few seconds."""
+``DatasetError`` (one line naming the file) -- never another exception. 280 valid examples (files PIL could
+write), a few seconds."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -63,8 +64,7 @@ def _check_binary(mask: np.ndarray, shape) -> None:
 @given(array=arrays(), mode=st.sampled_from([None, *MODES]), fmt=st.sampled_from(list(FORMATS)))
 def test_any_file_loads_as_rgb_image_and_binary_mask_or_dataset_error(folder, array, mode, fmt):
     path = folder / f"any.{fmt}"
-    if not _write(path, array, mode, fmt):
-        return
+    assume(_write(path, array, mode, fmt))  # combinations PIL cannot save are drawn again
     for read, check in ((load_image, lambda a: a.dtype == np.uint8 and a.shape == (*array.shape[:2], 3)),
                         (load_mask, lambda a: _check_binary(a, array.shape[:2]) is None)):
         try:
@@ -85,8 +85,7 @@ def test_lossless_mask_follows_the_mask_rule(folder, h, w, values, fmt, seed, bi
     arr = vals[np.random.default_rng(seed).integers(0, len(vals), (h, w))]
     arr = arr.astype(np.uint8 if bits == 8 else np.uint16)
     path = folder / f"rule.{fmt}"
-    if not _write(path, arr, None, fmt):
-        return
+    assume(_write(path, arr, None, fmt))
     mask = load_mask(path)
     _check_binary(mask, (h, w))
     expect = arr.astype(np.uint8) if arr.max() == 1 else (arr >= 128).astype(np.uint8)
@@ -107,8 +106,7 @@ def test_label_maps_map_to_ids_or_name_the_unknown_value(folder, h, w, extra, cl
         ids[0, 0] = class_values.index(extra) if not unknown else -1
     arr = values.astype(np.uint16 if values.max() > 255 else np.uint8)
     path = folder / f"labels.{fmt}"
-    if not _write(path, arr, None, fmt):
-        return
+    assume(_write(path, arr, None, fmt))
     try:
         out = load_mask(path, classes=len(class_values), class_values=class_values)
     except DatasetError as err:
