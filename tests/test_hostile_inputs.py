@@ -427,6 +427,56 @@ def test_foreign_state_dict_is_not_the_authors_weights(tmp_path, synth, capsys):
     assert "neither an m2s training checkpoint nor the authors'" in msg and "resnet.pth" in msg
 
 
+class _Payload:
+    """A pickled object whose loading would run code (touch a file): weights_only loading must refuse it."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_checkpoint_that_would_run_code_is_refused(tmp_path, synth, capsys):
+    import torch
+
+    marker = tmp_path / "code_ran"
+    bad = tmp_path / "evil.pt"
+    torch.save({"format": "m2s-checkpoint", "payload": _Payload(marker)}, bad)
+    before = digests(bad)
+    msg = refused(capsys, "predict", synth / "TestDataset" / "Kvasir" / "images", "--checkpoint", bad, "--out",
+                  tmp_path / "o", "--device", "cpu")  # fmt: skip
+    assert "evil.pt" in msg and "not loaded, for safety" in msg
+    assert not marker.exists() and digests(bad) == before and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "download", "synth"])
+def test_output_path_that_is_a_file(command, ckpt, synth, tmp_path, capsys):
+    afile = tmp_path / "notes.txt"
+    afile.write_text("my notes")
+    before = digests(afile)
+    args = {
+        "train": ["train", "--profile", "tiny", "--data-root", synth, "--out", afile, "--epochs", "1", *TRAIN_SMALL],
+        "evaluate": ["evaluate", "--checkpoint", ckpt, "--data-root", synth, "--out", afile, "--no-progress"],
+        "predict": ["predict", synth / "TestDataset" / "Kvasir" / "images", "--checkpoint", ckpt, "--out", afile,
+                    "--no-progress"],
+        "download": ["data", "download", "polyp-test", "--root", afile, "--source",
+                     _zip(_test_set_tree(tmp_path / "src"), tmp_path / "t.zip"), "--quiet"],
+        "synth": ["data", "synth", "--task", "polyp", "--n", "2", "--size", "32", "--out", afile, "--quiet"],
+    }[command]
+    got, _, err = m2s(capsys, *args)
+    assert got == 1
+    msg = error_line(err, args[0])
+    assert "notes.txt" in msg and ("folder" in msg or "not a synthetic dataset" in msg) and "Errno" not in msg
+    assert digests(afile) == before
+
+
+def test_threshold_outside_zero_one_is_refused(ckpt, synth, tmp_path, capsys):
+    msg = refused(capsys, "predict", synth / "TestDataset" / "Kvasir" / "images", "--checkpoint", ckpt, "--out",
+                  tmp_path / "o", "--threshold", "2")  # fmt: skip
+    assert "--threshold" in msg and "between 0 and 1" in msg and not (tmp_path / "o").exists()
+
+
 def test_resume_from_a_junk_last_pt(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()

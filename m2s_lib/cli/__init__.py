@@ -45,10 +45,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError) as err:
         if getattr(args, "debug", False):
             raise
-        print(f"m2s {args.command}: error: {err}", file=sys.stderr)
+        print(f"m2s {args.command}: error: {_message(err)}", file=sys.stderr)
         return 1
     return int(result or 0)
+
+
+def _message(err: Exception) -> str:
+    """One line for the user. The library's own errors carry their message; the system's (a file where a folder
+    is expected, permissions, a full disk) are put in words instead of ``[Errno N]``."""
+    if not isinstance(err, OSError) or err.errno is None:
+        return str(err)
+    where = f"{err.filename}" if err.filename else "a file"
+    if isinstance(err, (FileExistsError, NotADirectoryError)):
+        return f"{where} is a file where a folder is needed: remove it or choose another path"
+    if isinstance(err, PermissionError):
+        return f"{where}: permission denied: choose a folder you can write to"
+    return f"{where}: {err.strerror or type(err).__name__}"
 

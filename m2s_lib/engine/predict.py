@@ -136,6 +136,8 @@ def predict_files(
     from ..data.layout import DatasetError
     from .run_folder import prepare_output_dir
 
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold={threshold} (--threshold) must lie between 0 and 1: it cuts the probability map")
     files = _collect_inputs(inputs)
     out = prepare_output_dir(out, "predict", PREDICT_OUTPUTS, overwrite)
     for sub in ("masks", "overlays") + (("probs",) if getattr(model, "classes", 1) == 1 else ()):
