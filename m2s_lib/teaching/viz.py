@@ -94,6 +94,23 @@ def _draw_input(ax, row: int, image, mask, index: int) -> None:
         _hide(ax)
 
 
+def _pyramid_cells(features, levels: list[int], orders: list[int], show_ce: bool):
+    """Which maps ``plot_feature_pyramid`` shows: ``{(row, order): MS name}``, the order of each column, and
+    ``{row: CE name}``."""
+    cells: dict[tuple[int, int], str] = {}
+    for r, i in enumerate(levels):
+        for n in orders:
+            if ms_key(n, i) in features:
+                cells[(r, n)] = ms_key(n, i)
+    columns = [n for n in orders if any((r, n) in cells for r in range(len(levels)))]
+    ce_rows = {r: ce_key(i) for r, i in enumerate(levels) if show_ce and ce_key(i) in features}
+    if not cells and not ce_rows:
+        raise ValueError(
+            "features hold none of the requested MS_n^i / CE^i maps: pass the dict of model.forward_features(x)"
+        )
+    return cells, columns, ce_rows
+
+
 def plot_feature_pyramid(
     features: Mapping[str, torch.Tensor],
     image=None,
@@ -120,17 +137,7 @@ def plot_feature_pyramid(
     extra first column. ``index`` picks the sample of a batch.
     """
     levels, orders = [int(i) for i in levels], [int(n) for n in orders]
-    cells: dict[tuple[int, int], str] = {}
-    for r, i in enumerate(levels):
-        for n in orders:
-            if ms_key(n, i) in features:
-                cells[(r, n)] = ms_key(n, i)
-    columns = [n for n in orders if any((r, n) in cells for r in range(len(levels)))]
-    ce_rows = {r: ce_key(i) for r, i in enumerate(levels) if show_ce and ce_key(i) in features}
-    if not cells and not ce_rows:
-        raise ValueError(
-            "features hold none of the requested MS_n^i / CE^i maps: pass the dict of model.forward_features(x)"
-        )
+    cells, columns, ce_rows = _pyramid_cells(features, levels, orders, show_ce)
     lead = 1 if image is not None or mask is not None else 0
     ncols = lead + len(columns) + (1 if ce_rows else 0)
     nrows = max(len(levels), lead * ((image is not None) + (mask is not None)))
