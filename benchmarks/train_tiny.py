@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=2 python benchmarks/train_tiny.py                 # 400 train / 5 × 20 test images
     python benchmarks/train_tiny.py --epochs 4 optim.lr=0.1           # profile overrides as for `m2s train`
 
-The data is generated once (``m2s_lib.synthetic``) under ``--data-dir``, at the profile's difficulty (``tiny``:
+The data is generated once (``m2s_lib.data.synthetic``) under ``--data-dir``, at the profile's difficulty (``tiny``:
 ``teaching``; ``data.synthetic_difficulty=realistic`` measures the harder level, see docs/data.md). After each
 epoch the model is scored on the five synthetic test sets at their original size: the PraNet protocol's mean Dice over 256 thresholds (the
 paper's table metric, the one the target refers to), per set and over all test images, and the Dice of the
@@ -43,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     from m2s_lib.config import load_config
     from m2s_lib.data import SegmentationFolder, find_test_sets, load_mask
-    from m2s_lib.evaluate import predict_dataset
+    from m2s_lib.data.synthetic import dataset_name, ensure_synthetic
+    from m2s_lib.engine.predict import predict_dataset
+    from m2s_lib.engine.trainer import Trainer
     from m2s_lib.metrics import BinaryMetrics, PolypMetrics
-    from m2s_lib.synthetic import dataset_name, ensure_synthetic
-    from m2s_lib.train import Trainer
 
     cfg = load_config(profile=args.profile, overrides=args.overrides)
     d = cfg.data

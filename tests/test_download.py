@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from m2s_lib.data import download as D
 from m2s_lib.data import (
     GOALS_CLASS_VALUES,
     SegmentationFolder,
     busi_folds,
     find_test_sets,
 )
+from m2s_lib.data import download as D
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ from m2s_lib import evaluate as E
 from m2s_lib.backbones import CheckpointMismatchError
 from m2s_lib.config import load_config
 from m2s_lib.data import find_test_sets, load_mask
-from m2s_lib.metrics import PolypMetrics
 from m2s_lib.engine.trainer import Trainer
+from m2s_lib.metrics import PolypMetrics
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +108,8 @@ def test_overlay_tints_only_the_mask():
 
 
 def test_multiclass_evaluation_writes_label_values(tmp_path):
-    from m2s_lib.model import build_model
     from m2s_lib.data.synthetic import generate
+    from m2s_lib.model import build_model
 
     root = generate("oct", tmp_path / "oct", n=2, seed=0, size=64, n_test=2, progress=False, workers=1)
     model = build_model("m2snet", encoder_name="resnet18d", channels=16, classes=4).eval()

@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from m2s_lib.teaching import gradcam, viz
 from m2s_lib.losses import structure_loss
 from m2s_lib.mmsm import MMSM
 from m2s_lib.model import Decoder, M2SNet
+from m2s_lib.teaching import gradcam, viz
 
 H, W = 64, 96  # not square: catches a swapped height/width
 

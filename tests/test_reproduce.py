@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from m2s_lib.teaching import nbcheck, reproduce
 from m2s_lib.data.synthetic import ensure_synthetic
+from m2s_lib.teaching import nbcheck, reproduce
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = nbcheck.discover_notebooks(ROOT / "notebooks")

@@ -11,9 +11,6 @@ import pytest
 import torch
 
 from m2s_lib.constants import POLYP_TEST_SETS
-from m2s_lib.data import synthetic as S
-from m2s_lib.data.synthetic import polyp
-from m2s_lib.teaching.viz import gallery
 from m2s_lib.data import (
     GOALS_CLASS_VALUES,
     SegmentationFolder,
@@ -21,6 +18,9 @@ from m2s_lib.data import (
     find_test_sets,
     resolve_train_root,
 )
+from m2s_lib.data import synthetic as S
+from m2s_lib.data.synthetic import polyp
+from m2s_lib.teaching.viz import gallery
 
 
 def _digest(root: Path) -> dict[str, str]:

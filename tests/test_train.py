@@ -198,8 +198,8 @@ def test_other_architecture_is_named(polyp_root, tmp_path):
     model, loaded = model_from_checkpoint(tmp_path / "last.pt")
     assert loaded.model == cfg.model and not model.training
     # a foreign state dict: the mismatch is listed key by key
-    from m2s_lib.model import build_model
     from m2s_lib.engine.checkpoint import load_model_state as _load_model_state
+    from m2s_lib.model import build_model
 
     msnet = build_model("msnet", encoder_name="resnet18d", channels=16)
     with pytest.raises(CheckpointMismatchError, match="missing from the checkpoint"):

@@ -8,11 +8,11 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from m2s_lib.teaching import viz
 from m2s_lib.constants import IMAGENET_MEAN, IMAGENET_STD
 from m2s_lib.losses import LossNet
 from m2s_lib.mmsm import ms_key
 from m2s_lib.model import M2SNet, MSNet
+from m2s_lib.teaching import viz
 
 SIZE = 64
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from m2s_lib.teaching import widgets
 from m2s_lib.model import M2SNet
+from m2s_lib.teaching import widgets
 
 SIZE = 64
 

@@ -8,9 +8,9 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 from ..constants import TASKS
-import time
 
 __all__ = ["register", "run_download", "run_list", "run_synth", "run_verify"]
 

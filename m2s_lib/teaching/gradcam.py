@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import viz
 from ..mmsm import NUM_LEVELS, ce_key, ms_key, unit_name
+from . import viz
 from .viz import Figure
 
 __all__ = [

@@ -39,8 +39,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import nbcheck
 from ..atomic import write_text
+from . import nbcheck
 from .notebook_utils import repo_root
 from .report import TARGET_DICE, clock, environment, load_average, write_report
 

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import viz
 from ..mmsm import NUM_LEVELS, ce_key, ms_key, unit_name
+from . import viz
 from .viz import Figure, figure_png, show_figure
 
 __all__ = ["CMAPS", "FeatureExplorer", "display_mode", "figure_png", "frontend_attached"]
