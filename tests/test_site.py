@@ -59,14 +59,15 @@ def _fake_run(folder: Path) -> Path:
     nb.cells = [
         nbformat.v4.new_markdown_cell(
             "# 00 · First\n\nThe unit: $$MSU(A, B) = |A - B|$$ and $x^2$.\n\n"
-            f"[![Open in Colab]({badges.COLAB_BADGE})](https://example.org) "
             "Next: [the second](01_second.ipynb); [the model](../m2s_lib/model.py)."
         ),
         nbformat.v4.new_code_cell(
             f"open({str(folder / 'executed.txt')!r}, 'w')", outputs=[figure, widget], execution_count=1
         ),
     ]
+    nb.metadata["language_info"] = {"name": "python"}
     nbformat.write(nb, folder / "00_first.ipynb")
+    badges.sync_notebook(folder / "00_first.ipynb")  # like the real notebooks: badges and the install cell
     nb2 = nbformat.v4.new_notebook()
     nb2.cells = [nbformat.v4.new_markdown_cell("# 01 · Second\n\nBack to [the first](00_first.ipynb).")]
     nbformat.write(nb2, folder / "01_second.ipynb")
@@ -90,7 +91,8 @@ def test_site_uses_stored_outputs_without_executing(fake_site):
     assert [p["figures"] for p in manifest["pages"]] == [1, 0]
     assert manifest["mathjax"] == "local" and (site / "_static" / "mathjax" / "tex-svg-full.js").is_file()
     assert "data:image" not in page and "../_images/" in page  # figures are files, not base64
-    assert "colab.research.google.com/assets" not in page  # the badge image is local
+    assert "colab.research.google.com/assets" not in page and "../_images/colab.svg" in page  # local badge image
+    assert page.count("<details") == 1 and "find_spec" in page  # the install cell is there, folded
     assert "<progress value='1' max='1'>" in page and "epoch 1/1: 100%" in page  # widget made static
     assert "https://github.com/" in page and "/blob/main/notebooks/00_first.ipynb" in page  # link to its source
     assert "/blob/main/m2s_lib/model.py" in page and 'href="01_second.html"' in page  # code on GitHub, pages local

@@ -96,7 +96,8 @@ def badges_markdown(notebook: str, url: str | None = None) -> str:
 def install_source(url: str | None = None) -> str:
     """The install cell: a no-op whenever ``m2s_lib`` is importable."""
     url = url or repository_url()
-    return f'''# Colab: install this course's package when it is missing (a no-op where m2s_lib imports: locally, papermill, CI)
+    return f'''# Colab: installs this course's package when it is missing.
+# A no-op wherever m2s_lib imports already: your machine, papermill, CI, Binder.
 import importlib.util
 
 if importlib.util.find_spec("m2s_lib") is None:

@@ -186,6 +186,8 @@ def _copy_notebook(executed: Path, dest: Path, run: Path, url: str) -> tuple[str
     figures = figure_count(nb)
     _static_widgets(nb)
     for cell in nb.cells:
+        if badges.INSTALL_TAG in cell.metadata.get("tags", []):  # Colab's business: folded on the site
+            cell.metadata["tags"] = [*cell.metadata["tags"], "hide-input"]
         if cell.cell_type == "markdown":
             cell.source = _repository_links(cell.source, "notebooks", url)
             for remote, (local, _) in LOCAL_BADGES.items():

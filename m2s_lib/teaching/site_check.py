@@ -11,8 +11,8 @@
 * an internal link to a missing file or to an anchor the target page lacks.
 
 Screenshots (1280 px wide) go to ``<site>/../site-screenshots/``: the landing page and its gallery, notebook 08 at
-its top and at its first figure, and the first notebook equation. The landing page is also opened from
-``file://`` to show the site works without a server.
+its top, at its first figure and at its Colab/Binder badges, and the first notebook equation. The landing page is
+also opened from ``file://`` to show the site works without a server.
 """
 
 from __future__ import annotations
@@ -281,6 +281,8 @@ def check_site(
             if rel.startswith("notebooks/08_"):
                 report.screenshots.append(page.screenshot(shots / "08_feature_maps.png"))
                 shot = page.screenshot(shots / "08_feature_maps-figure.png", ".cell_output img")
+                report.screenshots += [shot] if shot else []
+                shot = page.screenshot(shots / "08_feature_maps-badges.png", "img[alt='Open in Colab']")
                 report.screenshots += [shot] if shot else []
             if rel.startswith("notebooks/") and probe["math"] and not any("math" in s.name for s in report.screenshots):
                 shot = page.screenshot(shots / f"{Path(rel).stem}-math.png", "div.math, span.math")
