@@ -553,6 +553,24 @@ def test_predict_refuses_a_folder_holding_predictions_and_overwrite_clears_them(
     assert (out / "readme.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_overwrite_never_deletes_a_dataset_used_as_output_folder(command, ckpt, synth, tmp_path, capsys):
+    """`--out` pointed at the data itself: its masks/ (predict) or its set folders (evaluate) are not outputs."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synth / "TestDataset", data / "TestDataset")
+    before = digests(data)
+    if command == "predict":
+        args = ["predict", data / "TestDataset" / "Kvasir", "--checkpoint", ckpt, "--out", data / "TestDataset" / "Kvasir"]
+    else:
+        args = ["evaluate", "--checkpoint", ckpt, "--data-root", data, "--out", data / "TestDataset"]
+    for extra in ([], ["--overwrite"]):
+        msg = refused(capsys, *args, "--no-progress", *extra)
+        assert "no earlier" in msg and "choose another --out" in msg and ("masks" in msg or "Kvasir" in msg)
+        assert digests(data) == before
+
+
 def test_predict_with_an_unreadable_file_skips_and_lists_it(ckpt, synth, tmp_path, capsys):
     src = tmp_path / "photos"
     for k in range(3):

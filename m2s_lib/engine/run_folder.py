@@ -5,7 +5,8 @@
 
 ``m2s evaluate`` and ``m2s predict`` follow the same rule through :func:`prepare_output_dir`: a folder never holds
 two runs. Each run lists what it writes in ``OUT/m2s_outputs.json``; a folder holding an earlier run's outputs is
-refused unless ``overwrite``, which deletes those outputs, and only those, first. Other files are never touched.
+refused unless ``overwrite``, which deletes those outputs, and only those, first. Other files are never touched,
+and a run never writes into a folder it did not make (a dataset's ``masks/``, a user's folder named like a test set).
 """
 from __future__ import annotations
 
@@ -88,25 +89,31 @@ def _earlier_outputs(manifest: Path, command: str) -> tuple[str, list[str]]:
 
 
 def prepare_output_dir(out: str | Path, command: str, outputs: Iterable[str], overwrite: bool) -> Path:
-    """The output-folder rule of ``m2s evaluate`` / ``m2s predict`` (``command``). An earlier run's outputs in
-    ``out`` (``outputs`` and what that run listed in ``m2s_outputs.json``) are refused with
-    :class:`RunExistsError` unless ``overwrite``, which deletes them; then the new run's ``outputs`` are listed
-    there. Nothing else in ``out`` is touched. Returns ``out`` as a Path."""
+    """The output-folder rule of ``m2s evaluate`` / ``m2s predict`` (``command``), before anything is written.
+
+    Only what an earlier run of ``command`` listed in ``out/m2s_outputs.json`` counts as its own. Those outputs are
+    refused with :class:`RunExistsError` unless ``overwrite``, which deletes them (and nothing else). An entry of
+    ``outputs`` that exists but is not listed there (a ``masks/`` folder of a dataset, a user's folder named like
+    a test set, outputs of an older version) is never deleted or written into: refused even with ``overwrite``.
+    Then the new run's ``outputs`` are listed in the manifest. Returns ``out`` as a Path."""
     from ..atomic import write_text
 
     out = Path(out).expanduser()
     outputs = [o for o in dict.fromkeys(outputs) if _own_name(o)]
     manifest = out / OUTPUTS_MANIFEST
     earlier, listed = _earlier_outputs(manifest, command) if manifest.is_file() else (command, [])
-    present = [o for o in dict.fromkeys([*outputs, *listed, OUTPUTS_MANIFEST]) if (out / o).exists()]
-    if present and earlier != command:
+    if manifest.is_file() and earlier != command:
         raise RunExistsError(f"{out} holds the outputs of `m2s {earlier}` ({OUTPUTS_MANIFEST}): choose another --out "
                              f"folder for `m2s {command}`")
-    if present and not overwrite:
-        shown = ", ".join(present[:6]) + (f" and {len(present) - 6} more" if len(present) > 6 else "")
-        raise RunExistsError(f"{out} already holds the outputs of an earlier `m2s {command}` ({shown}): pass "
+    foreign = [o for o in outputs if (out / o).exists() and o not in listed]
+    if foreign:
+        raise RunExistsError(f"{out} already holds {_shown(foreign)}, which no earlier `m2s {command}` wrote (not "
+                             f"listed in {OUTPUTS_MANIFEST}): nothing was changed; choose another --out folder")
+    mine = [o for o in listed if (out / o).exists()]
+    if mine and not overwrite:
+        raise RunExistsError(f"{out} already holds the outputs of an earlier `m2s {command}` ({_shown(mine)}): pass "
                              "--overwrite to replace them (nothing else there is touched), or choose another --out")
-    for name in present:
+    for name in mine:
         target = out / name
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
@@ -114,3 +121,7 @@ def prepare_output_dir(out: str | Path, command: str, outputs: Iterable[str], ov
             target.unlink()
     write_text(manifest, json.dumps({"command": command, "outputs": outputs}, indent=1) + "\n")
     return out
+
+
+def _shown(names: list[str], k: int = 6) -> str:
+    return ", ".join(names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")
