@@ -71,6 +71,11 @@ def _fake_run(folder: Path) -> Path:
     nb2 = nbformat.v4.new_notebook()
     nb2.cells = [nbformat.v4.new_markdown_cell("# 01 · Second\n\nBack to [the first](00_first.ipynb).")]
     nbformat.write(nb2, folder / "01_second.ipynb")
+    state = {"profile": "tiny", "started": "2026-01-01T10:00:00", "wall_s": 600.0,
+             "notebooks": {"00_first.ipynb": {"status": "ok", "seconds": 12.3}}}  # fmt: skip
+    (folder / "reproduce.json").write_text(json.dumps(state))
+    report = "# R\n\n## Polyp results (notebook 07)\n\n| set | mDice |\n|---|---|\n| Kvasir | 0.9123 |\n\n## 00_first\n"
+    (folder / "REPORT.md").write_text(report)
     (folder / "00_first").mkdir()
     (folder / "00_first" / "dot.png").write_bytes(__import__("base64").b64decode(PNG_1PX))
     (folder / "00_first" / "outputs.json").write_text(json.dumps([{"kind": "figure", "name": "dot", "files": ["dot.png"],
@@ -98,6 +103,8 @@ def test_site_uses_stored_outputs_without_executing(fake_site):
     assert "/blob/main/m2s_lib/model.py" in page and 'href="01_second.html"' in page  # code on GitHub, pages local
     landing = (site / "index.html").read_text()
     assert "A dot" in landing and "has no executed copy of" in landing  # gallery; the real notebooks are missing
+    assert "<td><p>0.9123</p></td>" in landing or "<td>0.9123</td>" in landing  # REPORT.md's polyp table
+    assert "profile <code" in landing and "12 s" in landing  # reproduce.json: profile, time per notebook
     assert json.loads((site / MANIFEST).read_text())["pages"][1]["html"] == "notebooks/01_second.html"
 
 
