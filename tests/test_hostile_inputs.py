@@ -359,6 +359,16 @@ def test_absent_device_for_train_names_the_option(device, synth, tmp_path, capsy
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("device", ["cuda", "mps", "tpu", "gpu:0"])
+def test_notebook_device_choice_names_the_parameter(device):
+    from m2s_lib.engine.runtime import DeviceError
+    from m2s_lib.teaching.notebook_utils import pick_device
+
+    with pytest.raises(DeviceError, match=r"^device '.*' .*: use device='auto' or 'cpu' in the parameters cell$"):
+        pick_device(device)
+    assert pick_device("cpu").type == "cpu"
+
+
 def test_existing_run_is_kept_without_overwrite_and_resume_without_run(ckpt, synth, tmp_path, capsys):
     run = ckpt.parent
     before = digests(run)
