@@ -93,6 +93,8 @@ def test_site_uses_stored_outputs_without_executing(fake_site):
     site, manifest = fake_site
     page = (site / "notebooks" / "00_first.html").read_text()
     assert not (Path(manifest["run"]) / "executed.txt").exists()  # the cell that would write it never ran
+    leftovers = [p.name for p in Path(manifest["run"]).iterdir() if p.name.startswith((".", "jupyter_execute"))]
+    assert leftovers == []  # the run folder gains the site and nothing else
     assert [p["figures"] for p in manifest["pages"]] == [1, 0]
     assert manifest["mathjax"] == "local" and (site / "_static" / "mathjax" / "tex-svg-full.js").is_file()
     assert "data:image" not in page and "../_images/" in page  # figures are files, not base64

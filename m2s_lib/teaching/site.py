@@ -418,7 +418,9 @@ def build_site(
     if out_dir.exists() and not (out_dir / MANIFEST).is_file() and not overwrite:
         raise SiteError(f"{out_dir} exists and is not a site built by m2s: choose another --out or pass --overwrite")
     url = badges.repository_url()
-    work = run_dir / ".site-build"
+    # Everything is built beside the output (same file system: the finished site is moved into place in one step);
+    # MyST-NB's jupyter_execute/ lands in this folder too, so the run folder only gains the site.
+    work = out_dir.with_name(f".{out_dir.name}.build-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     start = time.perf_counter()
     try:
@@ -428,17 +430,12 @@ def build_site(
                 "site: sphinx-mathjax-offline is not installed: equations need MathJax from its CDN (online only); "
                 "`pip install -e '.[site]'` bundles it"
             )
-        new = out_dir.with_name(f".{out_dir.name}.new-{os.getpid()}")
-        new.parent.mkdir(parents=True, exist_ok=True)
-        manifest["warnings"] = _sphinx(work / "src", new, work / "doctrees", quiet)
+        manifest["warnings"] = _sphinx(work / "src", work / "html", work / "doctrees", quiet)
         manifest["seconds"] = round(time.perf_counter() - start, 1)
-        write_text(new / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-        _replace(new, out_dir)
+        write_text(work / "html" / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        _replace(work / "html", out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        leftover = out_dir.with_name(f".{out_dir.name}.new-{os.getpid()}")
-        if leftover.exists():
-            shutil.rmtree(leftover, ignore_errors=True)
     return out_dir, manifest
 
 
