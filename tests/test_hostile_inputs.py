@@ -41,6 +41,25 @@ def digests(*roots: Path) -> dict[str, str]:
     return out
 
 
+def _device_exists(name: str) -> bool:
+    import torch
+
+    from m2s_lib.engine.runtime import mps_available
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        return False
+    if device.type == "cuda":
+        return torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()
+    return device.type == "mps" and mps_available()
+
+
+def absent_devices(names: list[str]) -> list:
+    """Device names as parameters, skipped on a machine that has that device (a GPU machine, a Mac)."""
+    return [pytest.param(n, marks=pytest.mark.skipif(_device_exists(n), reason=f"{n} exists here")) for n in names]
+
+
 def m2s(capsys, *args) -> tuple[int, str, str]:
     """Run ``m2s ARGS`` in-process: (exit code, stdout, stderr); never a traceback."""
     try:
@@ -351,7 +370,7 @@ def test_bad_settings_are_named(setting, words, synth, tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("device", ["cuda", "cuda:1", "mps", "gpu"])
+@pytest.mark.parametrize("device", absent_devices(["cuda", "cuda:1", "mps", "gpu"]))
 def test_absent_device_for_train_names_the_option(device, synth, tmp_path, capsys):
     msg = refused(capsys, "train", "--profile", "tiny", "--data-root", synth, "--out", tmp_path / "r", "--device",
                   device, *TRAIN_SMALL)  # fmt: skip
@@ -359,7 +378,7 @@ def test_absent_device_for_train_names_the_option(device, synth, tmp_path, capsy
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("device", ["cuda", "mps", "tpu", "gpu:0"])
+@pytest.mark.parametrize("device", absent_devices(["cuda", "mps", "tpu", "gpu:0"]))
 def test_notebook_device_choice_names_the_parameter(device):
     from m2s_lib.engine.runtime import DeviceError
     from m2s_lib.teaching.notebook_utils import pick_device
@@ -500,7 +519,7 @@ def test_resume_from_a_junk_last_pt(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------------------------
 # evaluate / predict: devices, inputs, output folders
 # ---------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("device", ["cuda", "mps"])
+@pytest.mark.parametrize("device", absent_devices(["cuda", "mps"]))
 @pytest.mark.parametrize("command", ["evaluate", "predict"])
 def test_absent_device_for_evaluate_predict_suggests_device_cpu(device, command, ckpt, synth, tmp_path, capsys):
     if command == "evaluate":
@@ -741,7 +760,7 @@ def test_verify_of_an_empty_folder(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------------------------
 # Reproduction
 # ---------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("device", ["cuda", "mps"])
+@pytest.mark.parametrize("device", absent_devices(["cuda", "mps"]))
 def test_reproduce_checks_the_device_before_any_work(device, tmp_path, monkeypatch, capsys):
     """Failure 4: `--device cuda` without CUDA generated data, made a run folder and died in a notebook."""
     from m2s_lib.teaching import reproduce
