@@ -128,11 +128,19 @@ class _Page:
         self.next_id = 0
         self.events: list[dict] = []
 
+    def _receive(self, waiting_for: str) -> dict:
+        import websocket
+
+        try:
+            return json.loads(self.ws.recv())
+        except websocket.WebSocketTimeoutException:
+            raise SiteCheckError(f"the browser did not answer {waiting_for} within {PAGE_TIMEOUT:.0f} s") from None
+
     def send(self, method: str, **params) -> dict:
         self.next_id += 1
         self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
         while True:
-            message = json.loads(self.ws.recv())
+            message = self._receive(method)
             if message.get("id") == self.next_id:
                 if "error" in message:
                     raise SiteCheckError(f"DevTools {method}: {message['error'].get('message')}")
@@ -144,7 +152,7 @@ class _Page:
         while not any(e.get("method") == name for e in self.events):
             if time.monotonic() > deadline:
                 raise SiteCheckError(f"the browser sent no {name} within {timeout:.0f} s")
-            self.events.append(json.loads(self.ws.recv()))
+            self.events.append(self._receive(name))
 
     def open(self, url: str) -> dict:
         self.events.clear()
