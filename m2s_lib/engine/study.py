@@ -151,6 +151,7 @@ class StudySpec:
 
     profile: str = "tiny"
     overrides: dict[str, Any] = field(default_factory=dict)
+    preset: str = ""
     variants: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     probe_steps: list[int] = field(default_factory=lambda: [0, 5, 10, 20, 50, 100, 200, 300])
@@ -173,7 +174,7 @@ def study_spec(preset: str = "cpu", *, profile: str | None = None, variants: Seq
     if preset not in PRESETS:
         raise StudyError(f"unknown study preset {preset!r}: choose from {', '.join(PRESETS)}")
     p = PRESETS[preset]
-    spec = StudySpec(profile=profile or p["profile"], overrides={**p["overrides"], **(overrides or {})},
+    spec = StudySpec(profile=profile or p["profile"], overrides={**p["overrides"], **(overrides or {})}, preset=preset,
                      variants=list(variants or p["variants"]), seeds=[int(s) for s in (seeds or p["seeds"])])
     return spec.check()
 
@@ -220,14 +221,9 @@ class PairedBatches:
         self.seed = int(seed)
 
     def on_train_begin(self, trainer) -> None:
-        import random
+        from .runtime import seed_everything
 
-        import numpy as np
-        import torch
-
-        torch.manual_seed(self.seed * 7919 + 17)
-        random.seed(self.seed)
-        np.random.seed(self.seed)
+        seed_everything(self.seed * 7919 + 17)
 
 
 class _Reweighted:
@@ -394,7 +390,7 @@ def train_and_score(key: str, seed: int, cfg, spec: StudySpec, out: Path) -> dic
     """One run: train (paired batches, per-step log and probe), then score every test set."""
     import torch
 
-    from ..data import find_test_sets
+    from ..data.layout import find_test_sets
     from .evaluate import evaluate_folder
     from .study_probe import EarlyProbe
     from .trainer import Trainer

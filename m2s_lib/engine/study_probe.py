@@ -93,7 +93,8 @@ class EarlyProbe:
         self.batch: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _probe_batch(self, trainer) -> tuple[torch.Tensor, torch.Tensor] | None:
-        from ..data import SegmentationFolder, find_test_sets
+        from ..data.folders import SegmentationFolder
+        from ..data.layout import find_test_sets
 
         if trainer.data_root is None or self.n_images <= 0:
             return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from ..atomic import write_bytes, write_text
 from .stats import LOWER_IS_BETTER, paired_difference, summarise, verdict
 from .study import COMPARISONS, METRICS, VARIANTS, StudySpec, read_results, variant_config
 
-__all__ = ["study_tables", "early_table", "scale_text", "report_markdown", "write_report", "latest_study"]
+__all__ = ["study_tables", "early_table", "early_paired", "early_figure", "scale_text", "report_markdown",
+           "write_report", "latest_study"]
 
 
 def _label(key: str) -> str:
@@ -136,6 +138,70 @@ def _loss_at(early: pd.DataFrame, steps=(10, 25, 50, 100, 200)) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def early_paired(early: pd.DataFrame, variant: str = "m2snet-nolf", baseline: str = "msnet",
+                 steps=(10, 25, 50, 100, 200, 300)) -> pd.DataFrame:
+    """``variant − baseline`` per seed, as paired t intervals: the training loss averaged over the 10 steps ending at
+    each step, and the probe's Dice in both BatchNorm modes at each probe step."""
+    if early.empty or not {variant, baseline} <= set(early["variant"]):
+        return pd.DataFrame()
+    per_run = []
+    for (key, seed), g in early[early["variant"].isin([variant, baseline])].groupby(["variant", "seed"]):
+        row: dict[str, Any] = {"variant": key, "seed": seed}
+        for s in steps:
+            w = g[(g["step"] > s - 10) & (g["step"] <= s)]["loss"]
+            row[f"loss@{s}"] = float(w.mean()) if len(w) else np.nan
+            at = g[g["step"] == s]
+            for mode in ("eval", "batch"):
+                col = f"dice_{mode}"
+                row[f"{col}@{s}"] = float(at[col].iloc[0]) if col in at and len(at) and at[col].notna().any() else np.nan
+        per_run.append(row)
+    table = pd.DataFrame(per_run)
+    rows = []
+    for col in [c for c in table.columns if "@" in c]:
+        if table[col].notna().sum() == 0:
+            continue
+        d = paired_difference(table, variant, baseline, col)
+        measure, step = col.split("@")
+        rows.append({"measure": measure, "step": int(step), "n": d["n"], "diff": d["mean"], "lo": d["lo"],
+                     "hi": d["hi"], f"{variant}": float(table.loc[table["variant"] == variant, col].mean()),
+                     f"{baseline}": float(table.loc[table["variant"] == baseline, col].mean())})
+    return pd.DataFrame(rows).sort_values(["measure", "step"]).reset_index(drop=True)
+
+
+def early_figure(early: pd.DataFrame, variants: Sequence[str] | None = None):
+    """Three panels over the training steps (mean over seeds): the training loss (10-step moving average), the
+    probe's Dice with running vs batch BatchNorm statistics, and the F_k terms' size relative to |up A − B|."""
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in (variants or early["variant"].unique()) if k in set(early["variant"])]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), layout="constrained")
+    colors = dict(zip(keys, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for key in keys:
+        g = early[early["variant"] == key]
+        curves = g.pivot_table(index="step", columns="seed", values="loss").rolling(10, min_periods=1).mean()
+        axes[0].plot(curves.index, curves.mean(axis=1), color=colors[key], label=f"{_label(key)} ({curves.shape[1]} seeds)")
+        axes[0].fill_between(curves.index, curves.min(axis=1), curves.max(axis=1), color=colors[key], alpha=0.15)
+        probed = g.dropna(subset=["dice_eval"]).groupby("step").mean(numeric_only=True)
+        axes[1].plot(probed.index, probed["dice_eval"], "o-", color=colors[key], label=f"{_label(key)}: running stats")
+        axes[1].plot(probed.index, probed["dice_batch"], "s--", color=colors[key], alpha=0.6, label="… batch stats")
+        for k, marker in ((3, "^"), (5, "v")):
+            for mode, style in (("eval", "-"), ("batch", ":")):
+                col = f"term{k}_{mode}"
+                if col in probed and probed[col].notna().any():
+                    ratio = probed[col] / probed[f"term1_{mode}"]
+                    axes[2].plot(probed.index, ratio, marker=marker, ls=style, color=colors[key],
+                                 label=f"{_label(key)}: F{k}/F1 ({'running' if mode == 'eval' else 'batch'})")
+    axes[0].set(xlabel="optimiser step", ylabel="training loss (10-step mean)", title="Training loss (band: seeds)")
+    axes[1].set(xlabel="optimiser step", ylabel="Dice (p > 0.5), 20 test images", ylim=(0, 1),
+                title="Probe: BatchNorm running vs batch statistics")
+    axes[2].set(xlabel="optimiser step", ylabel="mean |F_k(up A) − F_k(B)| / mean |up A − B|", yscale="log",
+                title="Size of the box-sum terms")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return fig
+
+
 def report_markdown(out: Path, spec: StudySpec, scores: pd.DataFrame, summary: pd.DataFrame,
                     comparisons: pd.DataFrame, early: pd.DataFrame) -> str:
     expected = len(spec.variants) * len(spec.seeds)
@@ -171,6 +237,10 @@ def report_markdown(out: Path, spec: StudySpec, scores: pd.DataFrame, summary: p
                   "`dice_batch`: the same network with batch statistics. `term<k>`: mean |F_k(up A) − F_k(B)| over "
                   "the subtraction units (k = 1: |up A − B|).", "",
                   early_sum.round(4).to_markdown(index=False), "", _loss_at(early).round(4).to_markdown(index=False), ""]
+        paired = early_paired(early)
+        if len(paired):
+            lines += ["Paired (same seed) M2SNet w/o L_f − MSNet, 95 % t interval:", "",
+                      paired.round(4).to_markdown(index=False), "", "![early training](early.png)", ""]
     return "\n".join(lines)
 
 
@@ -203,8 +273,13 @@ def _figure(scores: pd.DataFrame, comparisons: pd.DataFrame, summary: pd.DataFra
            xlabel="paired Δ mDice, 95 % CI (green: supports the paper, red: contradicts, grey: not resolved)",
            title="The paper's claims")
     bx.invert_yaxis()
-    ax.invert_yaxis() if False else None
     bx.grid(axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
@@ -227,14 +302,17 @@ def write_report(out: str | os.PathLike) -> dict[str, Path]:
     write_text(paths["early"], _early_summary(early).to_csv(index=False))
     if len(scores):
         write_bytes(paths["figure"], _figure(scores, comparisons, summary))
+    if len(early) and "dice_eval" in early:
+        write_bytes(out / "early.png", _png(early_figure(early)))
     write_text(paths["markdown"], report_markdown(out, spec, scores, summary, comparisons, early))
     return paths
 
 
 def latest_study(root: str | os.PathLike = "runs/ablations") -> Path | None:
-    """The study folder under ``root`` whose ``runs.csv`` changed last (None when there is none)."""
+    """The study folder under ``root`` whose ``runs.csv`` changed last, smoke studies left out (None: none)."""
     found = sorted(Path(root).glob("*/runs.csv"), key=lambda p: p.stat().st_mtime)
-    return found[-1].parent if found else None
+    found = [p.parent for p in found if getattr(_read_spec(p.parent), "preset", "") != "smoke"]
+    return found[-1] if found else None
 
 
 _ = (LOWER_IS_BETTER, time)  # re-exported names used by callers' docs
