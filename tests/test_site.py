@@ -132,6 +132,14 @@ def test_cli_site_bad_run_is_one_line(tmp_path, capsys):
     assert err.startswith("site: run folder") and "\n" not in err
 
 
+def test_page_problems_flag_tex_left_as_text():
+    from m2s_lib.teaching.site_check import page_problems
+
+    probe = {"images": [], "math": 2, "typeset": 2, "mathjax": True, "text": "the unit $$SU = |A - B|$$ again"}
+    assert page_problems("p.html", probe, None) == ["p.html: TeX left as text: ...'the unit $$SU = |A - B|$$ again'..."]
+    assert page_problems("p.html", {**probe, "text": "plain words"}, None) == []
+
+
 def test_browser_check_catches_broken_pages(fake_site, tmp_path):
     """The check fails on a missing image, MathJax missing, and a broken link (and passes before the damage)."""
     chromium = _chromium()
