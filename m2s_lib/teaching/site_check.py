@@ -11,8 +11,8 @@
 * an internal link to a missing file or to an anchor the target page lacks.
 
 Screenshots (1280 px wide) go to ``<site>/../site-screenshots/``: the landing page and its gallery, notebook 08 at
-its top, at its first figure and at its Colab/Binder badges, and the first notebook equation. The landing page is
-also opened from ``file://`` to show the site works without a server.
+its top, at its first figure and at its Colab/Binder badges, and the first notebook equation. The landing page and
+the first page with equations are opened from ``file://`` too: the site works without a server.
 """
 
 from __future__ import annotations
@@ -296,8 +296,11 @@ def check_site(
                 shot = page.screenshot(shots / f"{Path(rel).stem}-math.png", "div.math, span.math")
                 report.screenshots += [shot] if shot else []
         report.problems += link_problems(site, base, report.pages)
-        local = page.open(site.joinpath("index.html").as_uri())  # the same page without a server
-        report.problems += [f"file:// {p}" for p in page_problems("index.html", local, None)]
+        # Without a server: the landing page and the first page with equations, from the file system.
+        with_math = next((rel for rel, probe in report.pages.items() if probe["math"]), None)
+        for rel in dict.fromkeys(["index.html", *([with_math] if with_math else [])]):
+            local = page.open(site.joinpath(rel).as_uri())
+            report.problems += [f"file:// {p}" for p in page_problems(rel, local, figures.get(rel))]
     missing = [name for name in figures if name not in report.pages]
     report.problems += [f"{name}: listed in site.json but not built" for name in missing]
     report.seconds = time.perf_counter() - start
