@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 import os
 import types
 import typing
@@ -31,11 +32,8 @@ from typing import Any
 import yaml
 
 from .atomic import write_text
-from .constants import GOALS_CLASS_VALUES, TASKS, TEST_SIZE, TRAIN_SIZES
-from .data.synthetic.polyp import DIFFICULTIES
-from .mmsm import UNITS, WIRINGS
-from .model import MODEL_NAMES
-from .subtraction import FILTER_IMPLS, FILTER_WEIGHTS
+from .constants import TASKS, TEST_SIZE, TRAIN_SIZES
+from .profiles import PROFILES
 
 __all__ = [
     "ConfigError",
@@ -212,20 +210,30 @@ SECTIONS: dict[str, type] = {
     "run": RunConfig,
 }
 
-_CHOICES: dict[str, tuple] = {
-    "model.name": tuple(MODEL_NAMES),
-    "model.unit": (None, *UNITS),
-    "model.wiring": (None, *WIRINGS),
-    "model.msu_impl": FILTER_IMPLS,
-    "model.filter_weights": FILTER_WEIGHTS,
-    "data.task": TASKS,
-    "data.synthetic_difficulty": DIFFICULTIES,
-    "optim.optimizer": ("sgd", "adamw"),
-    "optim.schedule": ("triangular", "constant"),
-    "optim.schedule_unit": ("epoch", "step"),
-    "run.amp_dtype": ("float16", "bfloat16"),
-    "run.eval_protocol": ("pranet", "authors"),
-}
+@functools.lru_cache(maxsize=1)
+def _choices() -> dict[str, tuple]:
+    """The allowed values of the settings that have a fixed set, taken from the modules that define them. Imported
+    on first use: the paper's modules import torch and timm, which ``m2s --help`` and ``import m2s_lib.config``
+    need not wait for."""
+    from .data.synthetic.polyp import DIFFICULTIES
+    from .mmsm import UNITS, WIRINGS
+    from .model import MODEL_NAMES
+    from .subtraction import FILTER_IMPLS, FILTER_WEIGHTS
+
+    return {
+        "model.name": tuple(MODEL_NAMES),
+        "model.unit": (None, *UNITS),
+        "model.wiring": (None, *WIRINGS),
+        "model.msu_impl": FILTER_IMPLS,
+        "model.filter_weights": FILTER_WEIGHTS,
+        "data.task": TASKS,
+        "data.synthetic_difficulty": DIFFICULTIES,
+        "optim.optimizer": ("sgd", "adamw"),
+        "optim.schedule": ("triangular", "constant"),
+        "optim.schedule_unit": ("epoch", "step"),
+        "run.amp_dtype": ("float16", "bfloat16"),
+        "run.eval_protocol": ("pranet", "authors"),
+    }
 
 
 @dataclass
@@ -301,7 +309,7 @@ class Config:
         if isinstance(value, str):
             value = _yaml_scalar(value)
         coerced = _coerce(value, hint, key)
-        choices = _CHOICES.get(key)
+        choices = _choices().get(key)
         if choices is not None and coerced not in choices:
             if isinstance(coerced, str) and coerced.lower() in choices:
                 coerced = coerced.lower()
@@ -362,44 +370,7 @@ class Config:
 # ---------------------------------------------------------------------------------------------------------------
 # Profiles
 # ---------------------------------------------------------------------------------------------------------------
-# Each profile is a list of overrides on top of the dataclass defaults (= the paper's polyp recipe).
-PROFILES: dict[str, dict[str, Any]] = {
-    # CPU teaching run: synthetic polyps of the teaching difficulty, a light random-init encoder, small images, no
-    # LossNet. About 4 minutes on 2 cores to a test Dice of ~0.87 (benchmarks/train_tiny.py); the whole pipeline,
-    # not the paper's accuracy.
-    "tiny": {
-        "model.encoder_name": "resnet18d",
-        "model.encoder_weights": None,
-        "model.channels": 32,
-        "data.task": "polyp",
-        "data.size": 128,
-        "data.train_sizes": [80, 96, 104, 120, 128],  # m2s_lib.data.train_sizes_for(128): the paper's five, scaled
-        "data.val_fraction": 0.1,
-        "data.synthetic_size": 128,
-        "data.synthetic_n_test": 20,
-        "data.synthetic_difficulty": "teaching",  # m2s_lib.synthetic.polyp_style: polyps that stand out more
-        "optim.epochs": 8,
-        "optim.batch_size": 8,
-        "optim.lr": 0.1,
-        "optim.encoder_lr_ratio": 1.0,  # a random-init encoder needs the full learning rate
-        "optim.schedule_unit": "step",  # a smooth warm-up for a short run
-        "optim.warmup_fraction": 0.2,  # short warm-up, long decay: learns faster from random weights than 0.5
-        "loss.lossnet_weight": 0.0,
-        "loss.lossnet_weights": None,
-        "run.progress_interval": 2.0,
-    },
-    # The paper's runs (Sec. 4.3): Res2Net-50 from ImageNet, 352×352, batch 16, multi-scale, LossNet 0.1.
-    "paper-polyp": {"data.task": "polyp", "optim.epochs": 50},
-    "paper-covid": {"data.task": "covid", "optim.epochs": 200},
-    "paper-busi": {"data.task": "busi", "optim.epochs": 100, "data.fold": 0, "data.n_folds": 4},
-    # GOALS: background + RNFL + GCIPL + choroid; GOALS masks store 0 / 80 / 160 for the layers, 255 elsewhere.
-    "paper-oct": {
-        "data.task": "oct",
-        "optim.epochs": 100,
-        "model.classes": 4,
-        "data.class_values": list(GOALS_CLASS_VALUES),
-    },
-}
+# The named profiles (lists of overrides on top of the dataclass defaults) are m2s_lib.profiles.PROFILES.
 
 
 def profile_names() -> list[str]:

@@ -2,7 +2,7 @@
 
 * the layers, bottom to top, and no import pointing up: foundation (``constants``, ``atomic``) < the paper
   (``subtraction``, ``mmsm``, ``model``, ``losses``, ``metrics``, ``backbones``, ``profiling``) < ``data`` <
-  the settings (``config``) < ``engine`` < ``teaching`` < ``cli`` < the re-export shims kept at old import paths;
+  the settings (``profiles``, ``config``) < ``engine`` < ``teaching`` < ``cli`` < the re-export shims kept at old import paths;
 * no import cycle among ``m2s_lib`` modules, counting imports inside functions;
 * one home for each rule: the dataset facts, device selection, seeding, checkpoint reading, overlay drawing;
 * size limits: no module over 600 lines, no function over 80.
@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("paper", ("m2s_lib.subtraction", "m2s_lib.mmsm", "m2s_lib.model", "m2s_lib.losses", "m2s_lib.metrics",
                "m2s_lib.backbones", "m2s_lib.profiling")),
     ("data", ("m2s_lib.data", "m2s_lib.data.*")),
-    ("settings", ("m2s_lib.config",)),
+    ("settings", ("m2s_lib.profiles", "m2s_lib.config")),
     ("engine", ("m2s_lib.engine", "m2s_lib.engine.*")),
     ("teaching", ("m2s_lib.teaching", "m2s_lib.teaching.*")),
     ("cli", ("m2s_lib.cli", "m2s_lib.cli.*")),
