@@ -306,4 +306,7 @@ def test_malformed_submissions_are_reported_and_the_rest_graded(graded: dict, re
     assert any("'su_param_count_tests' was deleted" in p for p in tampered), tampered
     assert graded["scores"][("tampered", A01)] == 2  # the original tests ran: the SU stub fails, the count passes
     assert "not graded" in _feedback(released, "broken", A01)
-    assert {s for s, _, _ in by_student} == {"broken", "tampered"}, by_student
+    # the masters carry no locked parameters cell: graded with the course's presets, and said so
+    assert {p for s, _, p in by_student if s == "correct"} == {
+        "the parameters cell had lost its lock: graded with the course's presets"}
+    assert {s for s, _, _ in by_student} == {"broken", "tampered", "correct"}, by_student

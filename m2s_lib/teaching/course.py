@@ -154,8 +154,11 @@ def _api(root: Path, timeout: int = CELL_TIMEOUT):
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = os.pathsep.join([bin_dir, *filter(None, os.environ.get("PATH", "").split(os.pathsep))])
 
-    from nbgrader.apps import NbGraderAPI
-    from nbgrader.coursedir import CourseDirectory
+    try:
+        from nbgrader.apps import NbGraderAPI
+        from nbgrader.coursedir import CourseDirectory
+    except ImportError as err:
+        raise RuntimeError(f"nbgrader is not installed ({err}): pip install -e '.[course]' (or 'nbgrader>=0.9')") from err
 
     config = _config(root, timeout)
     api = NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
@@ -171,11 +174,16 @@ def _outcome(result: Mapping[str, Any]) -> str:
 
 
 def _read_notebook(path: Path) -> dict:
+    """A submitted notebook as a plain dict, validated against the nbformat schema."""
+    import warnings
+
     import nbformat
 
-    nb = nbformat.read(str(path), as_version=4)
-    nbformat.validate(nb)
-    return nb
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nbformat's note on cells without ids (older front-ends write none)
+        nb = nbformat.read(str(path), as_version=4)
+        nbformat.validate(nb)
+    return json.loads(json.dumps(nb))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -305,13 +313,36 @@ def _check_submission(folder: Path, assignment: str, root: Path) -> tuple[dict |
         return None, [f"{expected.name} is not a valid notebook ({reason}); not graded"]
     name = f"{assignment}.ipynb"
     released, source = (nbcheck.load_notebook(root / step / assignment / name) for step in ("release", "source"))
-    return nb, course_cells.tampered_cells(released, nb, source)
+    problems = [p for p in course_cells.tampered_cells(released, nb, source)
+                if f"{course_cells.PARAMETERS_GRADE_ID!r}" not in p]  # fmt: skip
+    if _restore_parameters(nb, released):
+        problems.append("the parameters cell had lost its lock: graded with the course's presets")
+    return nb, problems
+
+
+def _restore_parameters(nb: dict, released: Mapping[str, Any]) -> bool:
+    """Put the course's locked parameters cell back into ``nb`` when it lost its lock (a master, or an edited copy);
+    ``True`` when it did. nbgrader restores only cells it knows by their ``grade_id``."""
+    ids = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb["cells"]]
+    if course_cells.PARAMETERS_GRADE_ID in ids:
+        return False
+    original = json.loads(json.dumps(nbcheck.parameters_cell(released)))
+    mine = nbcheck.parameters_cell(nb)
+    if mine is not None:
+        nb["cells"][nb["cells"].index(mine)] = original
+    else:
+        position = next(i for i, c in enumerate(released["cells"]) if c is nbcheck.parameters_cell(released))
+        nb["cells"].insert(min(position, len(nb["cells"])), original)
+    return True
 
 
 def _score(root: Path, assignment: str, student: str) -> dict[str, float]:
+    import warnings
+
     from nbgrader.api import Gradebook
 
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID) as gb:
+    with warnings.catch_warnings(), Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID) as gb:
+        warnings.simplefilter("ignore")  # SQLAlchemy's autoflush notes from inside nbgrader
         sub = gb.find_submission(assignment, student)
         return {"score": float(sub.score), "max_score": float(sub.max_score), "auto": float(sub.code_score),
                 "auto_max": float(sub.max_code_score)}  # fmt: skip
@@ -365,9 +396,12 @@ def grade(
                "auto_max": state["assignments"][assignment]["autograded_points"]}  # fmt: skip
         if nb is not None:
             target = root / "submitted" / student / assignment
+            restored = any("parameters cell had lost its lock" in p for p in problems)
             if target.resolve() != sub.resolve():
                 shutil.rmtree(target, ignore_errors=True)  # the course's copy of an earlier grading, not the original
                 shutil.copytree(sub, target)
+            if restored or target.resolve() != sub.resolve():  # the checked notebook, presets restored
+                write_text(target / f"{assignment}.ipynb", json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
             graded = api.autograde(assignment, student, force=True, create=True)
             if not graded["success"]:
                 result.problems.append((student, assignment, f"autograde failed: {_outcome(graded)}"))
