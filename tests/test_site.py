@@ -69,7 +69,15 @@ def _fake_run(folder: Path) -> Path:
     nbformat.write(nb, folder / "00_first.ipynb")
     badges.sync_notebook(folder / "00_first.ipynb")  # like the real notebooks: badges and the install cell
     nb2 = nbformat.v4.new_notebook()
-    nb2.cells = [nbformat.v4.new_markdown_cell("# 01 · Second\n\nBack to [the first](00_first.ipynb).")]
+    error = nbformat.v4.new_output("error", ename="ValueError", evalue="boom", traceback=["ValueError: boom"])
+    nb2.cells = [  # as papermill leaves a notebook whose cell failed: a banner above the title, an anchor above the cell
+        nbformat.v4.new_markdown_cell(
+            '<span>An Exception was encountered at <a href="#papermill-error-cell">In [1]</a>.</span>'
+        ),
+        nbformat.v4.new_markdown_cell("# 01 · Second\n\nBack to [the first](00_first.ipynb)."),
+        nbformat.v4.new_markdown_cell('<span id="papermill-error-cell">Execution stopped here:</span>'),
+        nbformat.v4.new_code_cell("raise ValueError('boom')", outputs=[error], execution_count=1),
+    ]
     nbformat.write(nb2, folder / "01_second.ipynb")
     state = {"profile": "tiny", "started": "2026-01-01T10:00:00", "wall_s": 600.0,
              "notebooks": {"00_first.ipynb": {"status": "ok", "seconds": 12.3}}}  # fmt: skip
@@ -95,7 +103,8 @@ def test_site_uses_stored_outputs_without_executing(fake_site):
     assert not (Path(manifest["run"]) / "executed.txt").exists()  # the cell that would write it never ran
     leftovers = [p.name for p in Path(manifest["run"]).iterdir() if p.name.startswith((".", "jupyter_execute"))]
     assert leftovers == []  # the run folder gains the site and nothing else
-    assert [p["figures"] for p in manifest["pages"]] == [1, 0]
+    assert [(p["title"], p["figures"], p["failed_cell"]) for p in manifest["pages"]] == [
+        ("00 · First", 1, None), ("01 · Second", 0, 1)]  # fmt: skip
     assert manifest["mathjax"] == "local" and (site / "_static" / "mathjax" / "tex-svg-full.js").is_file()
     assert "data:image" not in page and "../_images/" in page  # figures are files, not base64
     assert "colab.research.google.com/assets" not in page and "../_images/colab.svg" in page  # local badge image
@@ -107,6 +116,7 @@ def test_site_uses_stored_outputs_without_executing(fake_site):
     assert "A dot" in landing and "has no executed copy of" in landing  # gallery; the real notebooks are missing
     assert "<td><p>0.9123</p></td>" in landing or "<td>0.9123</td>" in landing  # REPORT.md's polyp table
     assert "profile <code" in landing and "12 s" in landing  # reproduce.json: profile, time per notebook
+    assert "error in cell 1, shown in place" in landing and "papermill-error-cell" not in landing
     assert json.loads((site / MANIFEST).read_text())["pages"][1]["html"] == "notebooks/01_second.html"
 
 

@@ -178,12 +178,14 @@ def _source_cell(name: str, run: Path, url: str):
     return nbformat.v4.new_markdown_cell(text, metadata={"tags": ["m2s-site-source"]})
 
 
-def _copy_notebook(executed: Path, dest: Path, run: Path, url: str) -> tuple[str, int]:
-    """Write the site's copy of one executed notebook; its title and figure count."""
+def _copy_notebook(executed: Path, dest: Path, run: Path, url: str) -> dict[str, Any]:
+    """Write the site's copy of one executed notebook; its title, figure count and failed cell (or ``None``)."""
     import nbformat
 
     nb = nbformat.read(executed, as_version=4)
     figures = figure_count(nb)
+    failed = next((c.get("execution_count") or "?" for c in nb.cells for o in c.get("outputs", []) or []
+                   if o.get("output_type") == "error"), None)  # fmt: skip
     _static_widgets(nb)
     for cell in nb.cells:
         if badges.INSTALL_TAG in cell.metadata.get("tags", []):  # Colab's business: folded on the site
@@ -192,15 +194,15 @@ def _copy_notebook(executed: Path, dest: Path, run: Path, url: str) -> tuple[str
             cell.source = _repository_links(cell.source, "notebooks", url)
             for remote, (local, _) in LOCAL_BADGES.items():
                 cell.source = cell.source.replace(remote, f"../_badges/{local}")
-    title_at = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), None)
-    title = executed.stem
-    if title_at is not None:
-        first = nb.cells[title_at].source.lstrip().splitlines()[0] if nb.cells[title_at].source.strip() else ""
-        title = first.lstrip("#").strip() or title
+    # The title cell: the first markdown heading (papermill puts its error banner above it when a cell failed).
+    title_at = next(
+        (i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.startswith("# ")), None
+    )
+    title = executed.stem if title_at is None else nb.cells[title_at].source.splitlines()[0].lstrip("#").strip()
     nb.cells.insert(0 if title_at is None else title_at + 1, _source_cell(executed.name, run, url))
     dest.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, dest)
-    return title, figures
+    return {"title": title or executed.stem, "figures": figures, "failed_cell": failed}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -220,7 +222,9 @@ def _summary(run: Path, pages: Sequence[dict]) -> list[str]:
     info = state.get("notebooks", {})
     for page in pages:
         entry = info.get(page["file"], {})
-        status = entry.get("status", "executed")
+        status = entry.get("status") or ("executed" if page["failed_cell"] is None else "**failed**")
+        if page["failed_cell"] is not None:
+            status += f" (error in cell {page['failed_cell']}, shown in place)"
         seconds = entry.get("seconds")
         lines.append(
             f"| [{page['title']}]({page['doc']}.ipynb) | {status} | {'' if seconds is None else f'{seconds:.0f} s'} |"
@@ -347,9 +351,8 @@ def _prepare_source(run: Path, src: Path, url: str) -> dict[str, Any]:
     pages = []
     for executed in discover_notebooks(run):
         doc = f"notebooks/{executed.stem}"
-        title, figures = _copy_notebook(executed, src / f"{doc}.ipynb", run, url)
-        pages.append({"file": executed.name, "stem": executed.stem, "doc": doc, "title": title, "figures": figures,
-                      "html": f"{doc}.html"})  # fmt: skip
+        info = _copy_notebook(executed, src / f"{doc}.ipynb", run, url)
+        pages.append({"file": executed.name, "stem": executed.stem, "doc": doc, "html": f"{doc}.html", **info})
     have = {p["file"] for p in pages}
     missing = [p.name for p in discover_notebooks(NOTEBOOK_DIR) if p.name not in have]
     docs = []
