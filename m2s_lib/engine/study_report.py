@@ -23,8 +23,8 @@ from ..atomic import write_bytes, write_text
 from .stats import LOWER_IS_BETTER, paired_difference, summarise, verdict
 from .study import COMPARISONS, METRICS, VARIANTS, StudySpec, read_results, variant_config
 
-__all__ = ["study_tables", "early_table", "early_paired", "early_figure", "scale_text", "report_markdown",
-           "write_report", "latest_study"]
+__all__ = ["study_tables", "wide_summary", "comparison_lines", "early_table", "early_summary", "early_paired",
+           "early_figure", "scale_text", "report_markdown", "write_report", "latest_study"]
 
 
 def _label(key: str) -> str:
@@ -93,7 +93,7 @@ def _fmt(row: pd.Series) -> str:
     return f"{row['mean']:.3f} ± {row['sd']:.3f} [{row['lo']:.3f}, {row['hi']:.3f}]"
 
 
-def _wide_summary(summary: pd.DataFrame) -> pd.DataFrame:
+def wide_summary(summary: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, g in summary.groupby("variant", sort=False):
         g = g.set_index("metric")
@@ -102,7 +102,7 @@ def _wide_summary(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _comparison_lines(comparisons: pd.DataFrame) -> pd.DataFrame:
+def comparison_lines(comparisons: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (claim, variant, baseline), g in comparisons.groupby(["claim", "variant", "baseline"], sort=False):
         g = g.set_index("metric")
@@ -115,7 +115,7 @@ def _comparison_lines(comparisons: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _early_summary(early: pd.DataFrame) -> pd.DataFrame:
+def early_summary(early: pd.DataFrame) -> pd.DataFrame:
     """Mean over seeds, per variant and probe step, of the probe's Dice (both BatchNorm modes) and F_k terms."""
     if early.empty or "dice_eval" not in early:
         return pd.DataFrame()
@@ -225,12 +225,12 @@ def report_markdown(out: Path, spec: StudySpec, scores: pd.DataFrame, summary: p
         "*not resolved at this scale* (for a claim of closeness: inside ±0.01 = supported). These are verdicts about "
         "this scale (small encoder from scratch, synthetic data), not about the paper's setting.", "",
         wall, "", "## Per variant", "",
-        _wide_summary(summary).to_markdown(index=False) if len(summary) else "(no finished run yet)", "",
+        wide_summary(summary).to_markdown(index=False) if len(summary) else "(no finished run yet)", "",
         "## The paper's claims, as paired differences", "",
-        _comparison_lines(comparisons).to_markdown(index=False) if len(comparisons) else "(no comparable pair yet)",
+        comparison_lines(comparisons).to_markdown(index=False) if len(comparisons) else "(no comparable pair yet)",
         "", "![ablations](ablations.png)", "",
     ]
-    early_sum = _early_summary(early)
+    early_sum = early_summary(early)
     if len(early_sum):
         lines += ["## Early training (probe on 20 test images; mean over seeds)", "",
                   "`dice_eval`: Dice of p > 0.5 with BatchNorm running statistics (test-time behaviour); "
@@ -299,7 +299,7 @@ def write_report(out: str | os.PathLike) -> dict[str, Path]:
              "early": out / "early.csv", "figure": out / "ablations.png"}
     write_text(paths["summary"], summary.to_csv(index=False))
     write_text(paths["comparisons"], comparisons.to_csv(index=False))
-    write_text(paths["early"], _early_summary(early).to_csv(index=False))
+    write_text(paths["early"], early_summary(early).to_csv(index=False))
     if len(scores):
         write_bytes(paths["figure"], _figure(scores, comparisons, summary))
     if len(early) and "dice_eval" in early:

@@ -123,6 +123,30 @@ def _polyp_headline(run_dir: Path, profile: str, custom: bool = False) -> list[s
     return lines
 
 
+ABLATION_SMOKE_NOTE = ("> **Smoke run — not evidence.** `make reproduce` runs notebook 09 with the `smoke` preset (one "
+                       "training step per run) to check that the study works; its numbers say nothing about the paper's "
+                       "claims. The evidence is `make ablations` (section *Ablations* above shows its latest results).")
+
+
+def _ablation_lines() -> list[str]:
+    """The latest `make ablations` study (``runs/ablations``): per-variant table and the paper's claims."""
+    from ..engine.study_report import comparison_lines, latest_study, study_tables, wide_summary
+
+    where = latest_study(repo_root() / "runs" / "ablations")
+    if where is None:
+        return ["_No `make ablations` study in runs/ablations yet: run `make ablations` (about an hour on two cores) "
+                "for Tables 9–11 with seeds and confidence intervals._", ""]
+    from ..engine.study import read_results
+
+    summary, comparisons = study_tables(read_results(where))
+    lines = [f"Latest `make ablations` study: `{where}` (its REPORT.md has the scale, the early-training probe and "
+             "the figure). Mean ± sd [95 % CI] over seeds; claims as paired differences with verdicts.", "",
+             wide_summary(summary).to_markdown(index=False), ""]
+    if len(comparisons):
+        lines += [comparison_lines(comparisons).to_markdown(index=False), ""]
+    return lines
+
+
 def write_report(run_dir: Path, state: Mapping[str, Any]) -> tuple[Path, Path]:
     """``REPORT.md`` and a self-contained ``REPORT.html`` in ``run_dir`` from the run's state and outputs."""
     env = state.get("environment", {})
@@ -143,9 +167,10 @@ def write_report(run_dir: Path, state: Mapping[str, Any]) -> tuple[Path, Path]:
         lines.append(f"| {name} | {status} | {clock(info.get('seconds', 0.0))} | [{name}]({name}) |")
     lines += ["", "## Polyp results (notebook 07)", ""]
     lines += _polyp_headline(run_dir, state.get("profile", ""), custom=bool(state.get("custom_parameters")))
+    lines += ["## Ablations (Tables 9–11)", ""] + _ablation_lines()
     for name, info in notebooks.items():
         stem = Path(name).stem
-        lines += [f"## {stem}", ""]
+        lines += [f"## {stem}", ""] + ([ABLATION_SMOKE_NOTE, ""] if stem == "09_ablations" else [])
         params = info.get("parameters", {})
         if params:
             lines.append("Parameters: " + ", ".join(f"`{k}={v!r}`" for k, v in params.items()))
