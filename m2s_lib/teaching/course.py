@@ -33,6 +33,7 @@ import io
 import json
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -175,8 +176,6 @@ def _outcome(result: Mapping[str, Any]) -> str:
 
 def _read_notebook(path: Path) -> dict:
     """A submitted notebook as a plain dict, validated against the nbformat schema."""
-    import warnings
-
     import nbformat
 
     with warnings.catch_warnings():
@@ -337,8 +336,6 @@ def _restore_parameters(nb: dict, released: Mapping[str, Any]) -> bool:
 
 
 def _score(root: Path, assignment: str, student: str) -> dict[str, float]:
-    import warnings
-
     from nbgrader.api import Gradebook
 
     with warnings.catch_warnings(), Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID) as gb:
@@ -402,12 +399,16 @@ def grade(
                 shutil.copytree(sub, target)
             if restored or target.resolve() != sub.resolve():  # the checked notebook, presets restored
                 write_text(target / f"{assignment}.ipynb", json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-            graded = api.autograde(assignment, student, force=True, create=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # nbgrader's SQLAlchemy and nbformat notes, not the student's
+                graded = api.autograde(assignment, student, force=True, create=True)
             if not graded["success"]:
                 result.problems.append((student, assignment, f"autograde failed: {_outcome(graded)}"))
             else:
                 row.update(_score(root, assignment, student))
-                made = api.generate_feedback(assignment, student, force=True)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    made = api.generate_feedback(assignment, student, force=True)
                 if not made["success"]:
                     result.problems.append((student, assignment, f"feedback failed: {_outcome(made)}"))
         if not feedback.is_file():
