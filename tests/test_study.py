@@ -195,3 +195,29 @@ def test_tiny_real_study_and_report(tmp_path):
     text = paths["markdown"].read_text()
     assert "PARTIAL" not in text and "RANDOM frozen VGG-16" in text and "seeds" in text
     assert paths["figure"].stat().st_size > 1000
+
+
+def test_cut_runs_have_their_own_fingerprint_and_are_not_the_latest_study(tmp_path):
+    from m2s_lib.engine.study import _prepare_folder, fingerprint, variant_config
+    from m2s_lib.engine.study_report import latest_study
+
+    full, early = study_spec("cpu"), study_spec("early")
+    cfg = variant_config(full, "msnet", 0)
+    assert variant_config(early, "msnet", 0).to_dict() == cfg.to_dict()  # same run, cut after epoch 2
+    assert fingerprint(cfg) != fingerprint(cfg, stop_after_epoch=early.stop_after_epoch)
+    for name, spec in (("cpu", full), ("early", early), ("smoke", study_spec("smoke"))):
+        (tmp_path / name).mkdir()
+        _prepare_folder(tmp_path / name, spec)
+        (tmp_path / name / "runs.csv").write_text("variant,seed,fingerprint\n")
+    assert latest_study(tmp_path) == tmp_path / "cpu"  # the early and smoke studies are newer but skipped
+
+
+def test_early_tables_keep_the_longest_run(tmp_path):
+    from m2s_lib.engine.study_report import early_tables
+
+    for folder, steps in (("a", [0, 1, 2]), ("b", [0, 1, 2, 3, 4])):
+        (tmp_path / folder / "steps").mkdir(parents=True)
+        pd.DataFrame({"step": steps, "loss": [float(s) for s in steps]}).to_csv(
+            tmp_path / folder / "steps" / "msnet-s0.csv", index=False)
+    both = early_tables([tmp_path / "a", None, tmp_path / "b"])
+    assert list(both["step"]) == [0, 1, 2, 3, 4] and set(both["variant"]) == {"msnet"}

@@ -135,6 +135,10 @@ PRESETS: dict[str, dict[str, Any]] = {
             "variants": ["msnet", "m2snet-nolf", "au", "fpn", "m2snet", "m2snet-nolf-unshared"]},  # cheap pairs first
     "paper": {"profile": "paper-polyp", "overrides": {"data.val_fraction": 0.0, "run.progress": False},
               "seeds": [0, 1, 2], "variants": [k for k in VARIANTS if VARIANTS[k].table != "extra"]},
+    # The first 100 steps (2 of 6 epochs, same schedule, same batches) of the cpu study's runs: section 6 of
+    # notebook 09 compares these with the cpu study's own first 100 steps.
+    "early": {"profile": "tiny", "overrides": CPU_OVERRIDES, "seeds": [0, 1, 2], "stop_after_epoch": 2,
+              "variants": ["msnet", "m2snet-nolf", "m2snet-nolf-unshared"]},
     "smoke": {"profile": "tiny", "seeds": [0, 1], "variants": ["msnet", "m2snet"],
               "overrides": {**CPU_OVERRIDES, "optim.epochs": 1, "run.max_steps_per_epoch": 1, "data.size": 32,
                             "data.train_sizes": [32], "data.synthetic_size": 48, "data.synthetic_n": 8,
@@ -156,6 +160,7 @@ class StudySpec:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     probe_steps: list[int] = field(default_factory=lambda: [0, 5, 10, 20, 50, 100, 200, 300])
     probe_images: int = 20
+    stop_after_epoch: int | None = None  # early-training studies: the full run's schedule, cut after this epoch
 
     def check(self) -> StudySpec:
         unknown = [v for v in self.variants if v not in VARIANTS]
@@ -175,7 +180,8 @@ def study_spec(preset: str = "cpu", *, profile: str | None = None, variants: Seq
         raise StudyError(f"unknown study preset {preset!r}: choose from {', '.join(PRESETS)}")
     p = PRESETS[preset]
     spec = StudySpec(profile=profile or p["profile"], overrides={**p["overrides"], **(overrides or {})}, preset=preset,
-                     variants=list(variants or p["variants"]), seeds=[int(s) for s in (seeds or p["seeds"])])
+                     variants=list(variants or p["variants"]), seeds=[int(s) for s in (seeds or p["seeds"])],
+                     stop_after_epoch=p.get("stop_after_epoch"))
     return spec.check()
 
 
@@ -187,10 +193,12 @@ def variant_config(spec: StudySpec, key: str, seed: int):
         {"run.seed": int(seed)})
 
 
-def fingerprint(cfg, structure_weight: float = 1.0) -> str:
+def fingerprint(cfg, structure_weight: float = 1.0, stop_after_epoch: int | None = None) -> str:
     """A short hash of everything that decides a run's result (not where or how verbosely it runs)."""
     flat = {k: v for k, v in _flat(cfg.to_dict()).items() if not k.startswith(_FREE_KEYS)}
     flat["structure_weight"] = float(structure_weight)
+    if stop_after_epoch is not None:
+        flat["stop_after_epoch"] = int(stop_after_epoch)
     return hashlib.sha1(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -248,12 +256,12 @@ def _prepare_folder(out: Path, spec: StudySpec) -> None:
     """Write ``study.yaml``, or check that the folder's study has the same common settings (variants and seeds
     may be added to a finished study)."""
     path = out / "study.yaml"
-    mine = {"profile": spec.profile, "overrides": {k: v for k, v in spec.overrides.items()
-                                                   if not k.startswith(_FREE_KEYS)}}
+    mine = {"profile": spec.profile, "stop_after_epoch": spec.stop_after_epoch,
+            "overrides": {k: v for k, v in spec.overrides.items() if not k.startswith(_FREE_KEYS)}}
     if path.is_file():
         old = yaml.safe_load(path.read_text()) or {}
-        theirs = {"profile": old.get("profile"), "overrides": {k: v for k, v in (old.get("overrides") or {}).items()
-                                                             if not k.startswith(_FREE_KEYS)}}
+        theirs = {"profile": old.get("profile"), "stop_after_epoch": old.get("stop_after_epoch"),
+                  "overrides": {k: v for k, v in (old.get("overrides") or {}).items() if not k.startswith(_FREE_KEYS)}}
         if theirs != mine:
             keys = sorted(k for k in set(mine["overrides"]) | set(theirs["overrides"])
                           if mine["overrides"].get(k) != theirs["overrides"].get(k))
@@ -275,7 +283,7 @@ def _pending(spec: StudySpec, done: pd.DataFrame, keys: Sequence[str], seeds: Se
     for key in ordered:
         for seed in seeds:
             cfg = variant_config(spec, key, seed)
-            fp = fingerprint(cfg, VARIANTS[key].structure_weight)
+            fp = fingerprint(cfg, VARIANTS[key].structure_weight, spec.stop_after_epoch)
             if (key, int(seed), fp) not in finished:
                 jobs.append((key, int(seed), cfg, fp))
     return jobs
@@ -401,7 +409,7 @@ def train_and_score(key: str, seed: int, cfg, spec: StudySpec, out: Path) -> dic
     trainer = Trainer(cfg, None, callbacks=[PairedBatches(seed), probe], log=lambda message: None)
     if variant.structure_weight != 1.0:
         trainer.criterion = _Reweighted(trainer.criterion, variant.structure_weight)
-    trainer.fit()
+    trainer.fit(stop_after_epoch=spec.stop_after_epoch)
     train_s = time.perf_counter() - t0
     write_text(out / "steps" / f"{key}-s{seed}.csv", probe.table().to_csv(index=False))
     t1 = time.perf_counter()

@@ -23,7 +23,7 @@ from ..atomic import write_bytes, write_text
 from .stats import LOWER_IS_BETTER, paired_difference, summarise, verdict
 from .study import COMPARISONS, METRICS, VARIANTS, StudySpec, read_results, variant_config
 
-__all__ = ["study_tables", "wide_summary", "comparison_lines", "early_table", "early_summary", "early_paired",
+__all__ = ["study_tables", "wide_summary", "comparison_lines", "early_table", "early_tables", "early_summary", "early_paired",
            "early_figure", "scale_text", "report_markdown", "write_report", "latest_study"]
 
 
@@ -60,6 +60,19 @@ def early_table(out: str | os.PathLike) -> pd.DataFrame:
         df.insert(0, "variant", key)
         frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def early_tables(folders: Sequence[str | os.PathLike | None]) -> pd.DataFrame:
+    """:func:`early_table` of several study folders together; a (variant, seed) found twice keeps its longest run
+    (its first steps are the same: same seed, same batches, same schedule)."""
+    frames = [early_table(f) for f in folders if f is not None and Path(f, "steps").is_dir()]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame()
+    both = pd.concat(frames, ignore_index=True)
+    longest = both.groupby(["variant", "seed"])["step"].transform("max")
+    both = both[both["step"] <= longest]
+    return both.drop_duplicates(subset=["variant", "seed", "step"], keep="first").reset_index(drop=True)
 
 
 def _read_spec(out: Path) -> StudySpec | None:
@@ -161,6 +174,8 @@ def early_paired(early: pd.DataFrame, variant: str = "m2snet-nolf", baseline: st
         if table[col].notna().sum() == 0:
             continue
         d = paired_difference(table, variant, baseline, col)
+        if d["n"] == 0:
+            continue
         measure, step = col.split("@")
         rows.append({"measure": measure, "step": int(step), "n": d["n"], "diff": d["mean"], "lo": d["lo"],
                      "hi": d["hi"], f"{variant}": float(table.loc[table["variant"] == variant, col].mean()),
@@ -311,7 +326,8 @@ def write_report(out: str | os.PathLike) -> dict[str, Path]:
 def latest_study(root: str | os.PathLike = "runs/ablations") -> Path | None:
     """The study folder under ``root`` whose ``runs.csv`` changed last, smoke studies left out (None: none)."""
     found = sorted(Path(root).glob("*/runs.csv"), key=lambda p: p.stat().st_mtime)
-    found = [p.parent for p in found if getattr(_read_spec(p.parent), "preset", "") != "smoke"]
+    found = [p.parent for p in found if (spec := _read_spec(p.parent)) is not None and spec.preset != "smoke"
+             and spec.stop_after_epoch is None]  # neither smoke runs nor cut (early-training) runs
     return found[-1] if found else None
 
 
