@@ -17,9 +17,11 @@ tampered    01 with the SU's test cell replaced by ``pass`` and the parameter-co
 broken      01 that is not JSON; 05 under a wrong file name: reported, 0, not graded
 ==========  ==========================================================================================
 
-Nine notebook executions in all; on this 2-core machine the module takes about 2-3 minutes (measured timings are
-printed with ``-s``). The per-exercise checks use notebooks 01, 02 and 05; every master's tests (hidden ones too)
-also run in ``tests/test_notebooks.py``, which executes every notebook.
+Nine notebook executions in all. Measured on the 2-core development machine while other jobs ran (load 7-9): the
+module took 250 s — release of the nine assignments 21-24 s, grading 11 submissions about 3 minutes (12-32 s per
+executed submission) — and should take about half of that on an idle machine (``-s`` prints the timings). The
+per-exercise checks use notebooks 01, 02 and 05; every master's tests (hidden ones too) also run in
+``tests/test_notebooks.py``, which executes every notebook.
 """
 from __future__ import annotations
 
