@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 from ..atomic import write_bytes, write_text
-from .stats import LOWER_IS_BETTER, paired_difference, summarise, verdict
+from .stats import LOWER_IS_BETTER, NOT_RESOLVED, paired_difference, summarise, verdict
 from .study import COMPARISONS, METRICS, VARIANTS, StudySpec, read_results, variant_config
 
 __all__ = ["study_tables", "wide_summary", "comparison_lines", "early_table", "early_tables", "early_summary", "early_paired",
@@ -121,10 +121,12 @@ def comparison_lines(comparisons: pd.DataFrame) -> pd.DataFrame:
         g = g.set_index("metric")
         cell = {m: (f"{g.loc[m, 'mean']:+.3f} [{g.loc[m, 'lo']:+.3f}, {g.loc[m, 'hi']:+.3f}]"
                     if np.isfinite(g.loc[m, "lo"]) else f"{g.loc[m, 'mean']:+.3f} (no CI)") for m in METRICS}
+        short = {NOT_RESOLVED: "not resolved"}
         rows.append({"claim (paper)": f"{claim} [{g['table'].iloc[0]}]", "difference": f"{variant} − {baseline}",
                      "seeds": int(g.loc["mDice", "n"]), "Δ mDice [95 % CI]": cell["mDice"],
                      "verdict (mDice)": g.loc["mDice", "verdict"], "Δ mIoU": cell["mIoU"], "Δ MAE": cell["MAE"],
-                     "verdict (MAE)": g.loc["MAE", "verdict"]})
+                     "verdict (mIoU / MAE)": " / ".join(short.get(g.loc[m, "verdict"], g.loc[m, "verdict"])
+                                                       for m in ("mIoU", "MAE"))})
     return pd.DataFrame(rows)
 
 
@@ -226,9 +228,12 @@ def report_markdown(out: Path, spec: StudySpec, scores: pd.DataFrame, summary: p
     wall = ""
     if finished:
         train = scores["train_s"].sum() + scores["eval_s"].sum()
-        wall = (f"Compute: {train / 60:.1f} min of training + scoring summed over runs; mean 1-min load average "
-                f"{scores['load_1min'].mean():.1f} on {os.cpu_count()} cores; last run finished "
-                f"{scores['finished_utc'].iloc[-1]}.")
+        cpu = scores["cpu_s"].dropna() if "cpu_s" in scores else pd.Series(dtype=float)
+        cpu_text = (f" CPU time (the load-independent cost, one thread per run): {cpu.sum() / 60:.1f} min over the "
+                    f"{len(cpu)} run(s) that record it, {cpu.mean():.0f} s per run on average." if len(cpu) else "")
+        wall = (f"Compute: {train / 60:.1f} min of training + scoring (wall clock) summed over runs, at a mean 1-min "
+                f"load average of {scores['load_1min'].mean():.1f} on {os.cpu_count()} cores; last run finished "
+                f"{scores['finished_utc'].iloc[-1]}.{cpu_text}")
     lines = [
         "# Ablation study (Tables 9–11): seeded, paired, with 95 % confidence intervals", "",
         f"Study folder `{out}` — {state}.", "",
