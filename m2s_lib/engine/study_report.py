@@ -290,7 +290,7 @@ def _figure(scores: pd.DataFrame, comparisons: pd.DataFrame, summary: pd.DataFra
         bx.plot(row["mean"], i, "o", color=c)
     bx.axvline(0, color="black", lw=0.8)
     bx.set(yticks=range(len(comp)), yticklabels=[f"{r.variant} − {r.baseline}" for r in comp.itertuples()],
-           xlabel="paired Δ mDice, 95 % CI (green: supports the paper, red: contradicts, grey: not resolved)",
+           xlabel="paired Δ mDice, 95 % CI\n(green: supports the paper, red: contradicts it, grey: not resolved)",
            title="The paper's claims")
     bx.invert_yaxis()
     bx.grid(axis="x", alpha=0.3)
