@@ -19,7 +19,7 @@ broken      01 that is not JSON; 05 under a wrong file name: reported, 0, not gr
 
 Nine notebook executions in all. Measured on the 2-core development machine while other jobs ran (load 7-9): the
 module took 250 s — release of the nine assignments 21-24 s, grading 11 submissions about 3 minutes (12-32 s per
-executed submission) — and should take about half of that on an idle machine (``-s`` prints the timings). The
+executed submission) — and 153 s at load 1-3 (``-s`` prints the timings). The
 per-exercise checks use notebooks 01, 02 and 05; every master's tests (hidden ones too) also run in
 ``tests/test_notebooks.py``, which executes every notebook.
 """
