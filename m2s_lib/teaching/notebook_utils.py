@@ -40,6 +40,7 @@ __all__ = [
     "resolve_pretrained",
     "seed_everything",
     "show_figure",
+    "synthetic_defaults",
     "thin_structure_mask",
     "thin_structure_parts",
     "toy_polyp",
@@ -233,6 +234,29 @@ class ReadyModel:
     config: Any
     origin: str
     history: Any = None
+
+
+SYNTHETIC_PARAMETERS = ("synthetic_n", "synthetic_n_test", "synthetic_size", "synthetic_difficulty")
+
+
+def synthetic_defaults(profile_cfg, data_root: str | os.PathLike | None, *, seed: int = 0, task: str | None = None,
+                       **given: Any) -> tuple[str, dict[str, Any]]:
+    """The notebooks' data rule: every synthetic setting in ``given`` (``SYNTHETIC_PARAMETERS``) left at ``None``
+    takes the profile's value, and ``data_root=None`` becomes the profile's synthetic folder for those settings
+    (``<data.synthetic_dir>/<dataset_name>``, the folder ``m2s train`` and notebooks 00/06/07/08 share).
+    Returns ``(data_root, settings)``."""
+    from ..data.synthetic import dataset_name
+
+    unknown = set(given) - set(SYNTHETIC_PARAMETERS)
+    if unknown:
+        raise TypeError(f"synthetic_defaults: unknown setting(s) {sorted(unknown)}; known: {SYNTHETIC_PARAMETERS}")
+    data = profile_cfg.data
+    syn = {k: getattr(data, k) if given.get(k) is None else given[k] for k in SYNTHETIC_PARAMETERS}
+    if data_root is None:
+        data_root = f"{data.synthetic_dir}/" + dataset_name(task or data.task, syn["synthetic_n"],
+                                                            syn["synthetic_n_test"], seed, syn["synthetic_size"],
+                                                            syn["synthetic_difficulty"])
+    return str(data_root), syn
 
 
 def load_or_train(checkpoint_path: str | os.PathLike | None, *, data_root: str | os.PathLike, profile: str,
