@@ -134,6 +134,15 @@ class DataConfig:
     def eval_size(self) -> int:
         return int(self.test_size or self.size)
 
+    def synthetic_root(self, base: str | os.PathLike | None = None, task: str | None = None) -> Path:
+        """The folder of these synthetic settings, ``<base or synthetic_dir>/<dataset_name>``: the one rule that
+        ``m2s train``, ``make reproduce``, the notebooks and the course share (``task`` replaces ``self.task``)."""
+        from .data.synthetic import dataset_name
+
+        name = dataset_name(task or self.task, self.synthetic_n, self.synthetic_n_test, self.synthetic_seed,
+                            self.synthetic_size, self.synthetic_difficulty)
+        return Path(base if base is not None else self.synthetic_dir).expanduser() / name
+
 
 @dataclass
 class OptimConfig:

@@ -12,7 +12,7 @@ from ..config import Config
 from ..data.folders import SegmentationFolder
 from ..data.layout import resolve_train_root
 from ..data.splits import busi_folds
-from ..data.synthetic import dataset_name, ensure_synthetic
+from ..data.synthetic import ensure_synthetic
 from .runtime import barrier, distributed_info
 
 __all__ = ["build_datasets", "check_foreground", "resolve_data_root"]
@@ -30,9 +30,7 @@ def resolve_data_root(cfg: Config, log: Callable[[str], None] = print) -> Path:
             )
         return root
     n_test = d.synthetic_n_test if d.task != "busi" else None
-    name = dataset_name(d.task, d.synthetic_n, d.synthetic_n_test, d.synthetic_seed, d.synthetic_size,
-                        d.synthetic_difficulty)
-    root = Path(d.synthetic_dir).expanduser() / name
+    root = d.synthetic_root()
     rank, _, _ = distributed_info()
     if rank == 0:
         log(f"no data root given: using synthetic {d.task} data in {root}")

@@ -10,6 +10,7 @@ a report can collect them.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -245,17 +246,13 @@ def synthetic_defaults(profile_cfg, data_root: str | os.PathLike | None, *, seed
     takes the profile's value, and ``data_root=None`` becomes the profile's synthetic folder for those settings
     (``<data.synthetic_dir>/<dataset_name>``, the folder ``m2s train`` and notebooks 00/06/07/08 share).
     Returns ``(data_root, settings)``."""
-    from ..data.synthetic import dataset_name
-
     unknown = set(given) - set(SYNTHETIC_PARAMETERS)
     if unknown:
         raise TypeError(f"synthetic_defaults: unknown setting(s) {sorted(unknown)}; known: {SYNTHETIC_PARAMETERS}")
     data = profile_cfg.data
     syn = {k: getattr(data, k) if given.get(k) is None else given[k] for k in SYNTHETIC_PARAMETERS}
     if data_root is None:
-        data_root = f"{data.synthetic_dir}/" + dataset_name(task or data.task, syn["synthetic_n"],
-                                                            syn["synthetic_n_test"], seed, syn["synthetic_size"],
-                                                            syn["synthetic_difficulty"])
+        data_root = dataclasses.replace(data, **syn, synthetic_seed=seed).synthetic_root(task=task)
     return str(data_root), syn
 
 

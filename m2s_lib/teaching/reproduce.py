@@ -119,7 +119,7 @@ def resolve_data(profile: str, data_root: str | None, data_dir: str | os.PathLik
     once under ``data_dir`` with the name ``m2s train`` would give it.
     """
     from ..config import get_profile
-    from ..data.synthetic import dataset_name, ensure_synthetic, read_manifest
+    from ..data.synthetic import ensure_synthetic, read_manifest
 
     d = get_profile(profile).data
     if data_root is not None:
@@ -130,9 +130,7 @@ def resolve_data(profile: str, data_root: str | None, data_dir: str | os.PathLik
                 f"{data_root}`) or leave --data-root out to use synthetic data"
             )
     else:
-        name = dataset_name("polyp", d.synthetic_n, d.synthetic_n_test, d.synthetic_seed, d.synthetic_size,
-                            d.synthetic_difficulty)
-        root = (Path(data_dir).expanduser() / name).resolve()
+        root = d.synthetic_root(data_dir, task="polyp").resolve()
         fresh = not root.exists()
         if fresh:
             log(f"generating the synthetic polyp data of profile {profile!r} in {root} (once) ...")
