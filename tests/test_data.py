@@ -190,6 +190,46 @@ def test_train_augmentation_moves_image_and_mask_together(tmp_path):
     assert changed >= 10  # random flips/rotations happen
 
 
+def test_seeded_augmentation_depends_only_on_seed_and_item(tmp_path):
+    """After set_augment_seed, item i's flip and angle come from (seed, i): the same whatever was drawn before,
+    in whichever order or worker; another seed or item gives other draws."""
+    folder = tmp_path / "seeded"
+    for k in range(3):
+        _write_pair(folder, f"p{k}", h=48, w=48)
+    ds = SegmentationFolder(folder, size=48, train=True, rotation=10.0)
+    ds.set_augment_seed(7)
+    first = ds[2]["image"]
+    torch.rand(100)
+    _ = ds[0], ds[1]
+    assert torch.equal(ds[2]["image"], first)
+    loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2)
+    assert torch.equal([b["image"][0] for b in loader][2], first)
+    draws = set()
+    for seed in range(6):
+        ds.set_augment_seed(seed)
+        draws.add(ds[2]["image"].sum().item())
+    assert len(draws) >= 5
+    ds.set_augment_seed(None)  # back to the global generator: two reads differ
+    assert not torch.equal(ds[2]["image"], ds[2]["image"])
+
+
+def test_multiscale_collate_workers_draw_their_own_sizes(tmp_path):
+    folder = tmp_path / "msw"
+    for k in range(16):
+        _write_pair(folder, f"p{k:02d}", h=32, w=32)
+    ds = SegmentationFolder(folder, size=32)
+
+    def sizes(seed):
+        coll = MultiScaleCollate(sizes=tuple(range(8, 40, 2)), seed=seed)
+        loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2, collate_fn=coll)
+        return [b["image"].shape[-1] for b in loader]
+
+    run = sizes(3)
+    assert run == sizes(3)  # reproducible for a given number of workers
+    assert run[0::2] != run[1::2]  # the two workers do not repeat one sequence
+    assert run != sizes(4)
+
+
 def test_multiscale_collate_and_sizes(tmp_path):
     folder = tmp_path / "ms"
     for k in range(4):

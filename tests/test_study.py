@@ -161,23 +161,35 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path, monkeypatch):
 
 
 def test_same_seed_same_batches_across_variants(tmp_path):
-    """PairedBatches makes the augmented batches of two different networks identical for the same seed."""
+    """The trainer seeds each epoch's order, augmentations and sizes itself: two different networks (whose builds
+    leave the global RNG in different states) see identical batches for the same seed, other batches for another."""
     import torch
 
     from m2s_lib.engine.trainer import Trainer
 
     spec = _tiny_spec(tmp_path)
 
-    def first_batch(key, paired):
-        cfg = study_mod.variant_config(spec, key, 3)
+    def first_batch(key, seed, epoch=0):
+        cfg = study_mod.variant_config(spec, key, seed)
         trainer = Trainer(cfg, None, log=lambda m: None)
-        if paired:
-            study_mod.PairedBatches(3).on_train_begin(trainer)
-        return next(iter(trainer.train_loader(0)))["image"]
+        torch.rand(1000)  # whatever ran in between (plots, evaluation) must not change the batches
+        return next(iter(trainer.train_loader(epoch)))["image"]
 
-    assert torch.equal(first_batch("fpn", True), first_batch("m2snet", True))
-    # Without the reseed the two model builds leave the global RNG in different states: other augmentations.
-    assert not torch.equal(first_batch("fpn", False), first_batch("m2snet", False))
+    reference = first_batch("m2snet", 3)
+    assert torch.equal(first_batch("fpn", 3), reference)
+    assert not torch.equal(first_batch("fpn", 4), reference)
+    assert not torch.equal(first_batch("m2snet", 3, epoch=1), reference)
+
+
+def test_fingerprint_names_the_data_scheme(tmp_path, monkeypatch):
+    """Runs trained under another seeding scheme are not reused: the scheme is part of the fingerprint."""
+    from m2s_lib.engine import trainer as trainer_mod
+    from m2s_lib.engine.study import fingerprint, variant_config
+
+    cfg = variant_config(_tiny_spec(tmp_path), "m2snet", 0)
+    before = fingerprint(cfg)
+    monkeypatch.setattr(trainer_mod, "DATA_SCHEME", trainer_mod.DATA_SCHEME + " (changed)")
+    assert fingerprint(cfg) != before
 
 
 def test_tiny_real_study_and_report(tmp_path):

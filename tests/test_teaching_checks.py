@@ -7,6 +7,8 @@ check must fail, with its own message):
 
 * 07: the PraNet protocol by hand (cells tagged ``metrics-by-hand``) vs ``m2s_lib.metrics``; the library is made
   to binarise at 128 thresholds instead of 256.
+* 06: one training step by hand (cells tagged ``train-step-by-hand``) vs ``engine.step.train_step``; the profile's
+  encoder learning-rate ratio or λ, or the trainer's weight decay, is changed.
 
 Also: ``resolve_profile`` ("auto"), and ``m2s profile`` printing Table 6's 256×256 next to 352×352.
 """
@@ -180,18 +182,20 @@ def test_06_check_fails_when_lambda_changes(polyp_root, monkeypatch):
         _run_06_check(polyp_root)
 
 
-def test_06_check_fails_when_the_trainer_drops_weight_decay(polyp_root, monkeypatch):
-    """A change inside the trainer's optimiser (not in the config) is caught by the weights after the steps."""
+@pytest.mark.parametrize("weight_decay", [0.0, 4.5e-4])
+def test_06_check_fails_when_the_trainer_changes_weight_decay(polyp_root, monkeypatch, weight_decay):
+    """A change inside the trainer's optimiser (not in the config) is caught by the weights after the steps, even a
+    10 % change of the weight decay (the comparison runs in float64, so rounding noise stays far below it)."""
     from m2s_lib.engine import trainer
 
     original = trainer.build_optimizer
 
-    def without_weight_decay(model, cfg):
+    def other_weight_decay(model, cfg):
         opt = original(model, cfg)
         for group in opt.param_groups:
-            group["weight_decay"] = 0.0
+            group["weight_decay"] = weight_decay
         return opt
 
-    monkeypatch.setattr(trainer, "build_optimizer", without_weight_decay)
+    monkeypatch.setattr(trainer, "build_optimizer", other_weight_decay)
     with pytest.raises(AssertionError, match="differ"):
         _run_06_check(polyp_root)

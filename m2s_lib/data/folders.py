@@ -59,6 +59,10 @@ class SegmentationFolder(torch.utils.data.Dataset):
 
     Each item is a dict: ``image`` float32 3 x size x size (ImageNet-normalised); ``mask`` float32 1 x size x size in
     {0, 1} (``classes == 1``) or int64 size x size class ids; ``size`` the original (H, W); ``name`` the file stem.
+
+    Augmentation draws come from torch's global generator, or, after :meth:`set_augment_seed`, from a generator
+    seeded with ``(augment_seed, index)``: then item ``i`` is augmented the same way whatever was drawn before it,
+    in whichever worker process (the trainer sets one seed per epoch).
     """
 
     def __init__(self, root, split: str | None = None, size: int = TEST_SIZE, train: bool = False, classes: int = 1,
@@ -72,6 +76,7 @@ class SegmentationFolder(torch.utils.data.Dataset):
         self.class_values = None if class_values is None else tuple(int(v) for v in class_values)
         self.rotation = float(rotation)
         self.hflip = bool(hflip)
+        self.augment_seed: int | None = None
         if self.classes < 1:
             raise DatasetError(f"classes must be >= 1 (got {classes})")
         if self.classes > 1 and (self.class_values is None or len(self.class_values) != self.classes):
@@ -137,14 +142,25 @@ class SegmentationFolder(torch.utils.data.Dataset):
                 mask = np.asarray(m).astype(np.int64)
         return image, mask
 
-    def _augment(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def set_augment_seed(self, seed: int | None) -> None:
+        """Draw item ``i``'s flip and angle from a generator seeded with ``(seed, i)``; ``None``: the global one."""
+        self.augment_seed = None if seed is None else int(seed)
+
+    def _augment_generator(self, index: int) -> torch.Generator | None:
+        if self.augment_seed is None:
+            return None
+        state = np.random.SeedSequence([self.augment_seed, int(index)]).generate_state(1, dtype=np.uint64)
+        return torch.Generator().manual_seed(int(state[0]))
+
+    def _augment(self, image: torch.Tensor, mask: torch.Tensor, index: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         from torchvision.transforms import InterpolationMode
         from torchvision.transforms.v2 import functional as TF
 
-        if self.hflip and torch.rand(()) < 0.5:
+        gen = self._augment_generator(index)
+        if self.hflip and torch.rand((), generator=gen) < 0.5:
             image, mask = image.flip(-1), mask.flip(-1)
         if self.rotation > 0:
-            angle = float((torch.rand(()) * 2 - 1) * self.rotation)
+            angle = float((torch.rand((), generator=gen) * 2 - 1) * self.rotation)
             image = TF.rotate(image, angle, interpolation=InterpolationMode.BILINEAR, fill=0.0)
             m = mask if mask.dim() == 3 else mask[None]
             m = TF.rotate(m, angle, interpolation=InterpolationMode.NEAREST, fill=0)
@@ -161,7 +177,7 @@ class SegmentationFolder(torch.utils.data.Dataset):
         else:
             mask_t = torch.from_numpy(np.array(mask, dtype=np.int64, copy=True))
         if self.train:
-            img_t, mask_t = self._augment(img_t, mask_t)
+            img_t, mask_t = self._augment(img_t, mask_t, index)
         return {"image": img_t, "mask": mask_t, "size": orig, "name": self.names[index]}
 
     def check_foreground(self, indices: Sequence[int] | None = None) -> None:
@@ -228,20 +244,27 @@ class MultiScaleCollate:
     """Collate that resizes each whole batch to one size drawn from ``sizes`` (the paper's multi-scale training:
     {224, 256, 288, 320, 352}); images bilinear, masks nearest.
 
-    ``seed=None`` draws with torch's generator (seeded per DataLoader worker); an int seeds a private generator
-    (reproducible sequences in the main process; with workers each worker repeats the same sequence)."""
+    ``seed=None`` draws with torch's generator (seeded per DataLoader worker); an int seeds a private generator:
+    ``seed`` in the main process, ``(seed, worker id)`` in a DataLoader worker, so the sizes are reproducible for a
+    given number of workers and two workers do not repeat each other's sequence."""
 
     def __init__(self, sizes: Sequence[int] = TRAIN_SIZES, seed: int | None = None):
         self.sizes = tuple(int(s) for s in sizes)
         if not self.sizes or min(self.sizes) < 1:
             raise ValueError(f"sizes must be positive integers (got {sizes})")
         self.seed = seed
-        self._rng = random.Random(seed) if seed is not None else None
+        self._rng: random.Random | None = None
+        self._rng_worker: int | None = None
 
     def pick(self) -> int:
-        if self._rng is not None:
-            return self._rng.choice(self.sizes)
-        return self.sizes[int(torch.randint(len(self.sizes), ()).item())]
+        if self.seed is None:
+            return self.sizes[int(torch.randint(len(self.sizes), ()).item())]
+        info = torch.utils.data.get_worker_info()
+        worker = -1 if info is None else info.id
+        if self._rng is None or self._rng_worker != worker:
+            self._rng = random.Random(self.seed if worker < 0 else f"{self.seed}:{worker}")
+            self._rng_worker = worker
+        return self._rng.choice(self.sizes)
 
     def __call__(self, batch: list[dict]) -> dict:
         return _resize_batch(collate(batch), self.pick())

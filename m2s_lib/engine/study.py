@@ -4,10 +4,10 @@ A *study* trains every chosen variant with every chosen seed, scores each run on
 pooled over test images) and reports per variant a mean ± sd with a 95 % confidence interval, and per claim of
 the paper a *paired* difference (same seed) with its interval and a verdict (``m2s_lib.engine.stats``).
 
-Paired design: a run's seed fixes the data order (the trainer's loader is seeded by ``run.seed`` and the epoch)
-and, because :class:`PairedBatches` reseeds the global RNG just before the first step, also the augmentations and
-the multi-scale sizes. Two variants trained with the same seed therefore see exactly the same batches; only their
-networks (and losses) differ.
+Paired design: a run's seed fixes its batches: the trainer draws the data order, the augmentations and the
+multi-scale sizes of epoch ``e`` from generators seeded with ``(run.seed, e)``
+(:data:`m2s_lib.engine.trainer.DATA_SCHEME`), whatever the network's build drew before. Two variants trained with
+the same seed therefore see exactly the same batches; only their networks (and losses) differ.
 
 Run folder (``out``)::
 
@@ -39,7 +39,7 @@ import yaml
 from ..atomic import write_text
 
 __all__ = ["Variant", "Comparison", "VARIANTS", "COMPARISONS", "PRESETS", "StudySpec", "StudyError",
-           "study_spec", "variant_config", "fingerprint", "read_results", "run_study", "PairedBatches",
+           "study_spec", "variant_config", "fingerprint", "read_results", "run_study",
            "lossnet_weights_note"]
 
 METRICS = ("mDice", "mIoU", "MAE")
@@ -195,8 +195,11 @@ def variant_config(spec: StudySpec, key: str, seed: int):
 
 def fingerprint(cfg, structure_weight: float = 1.0, stop_after_epoch: int | None = None) -> str:
     """A short hash of everything that decides a run's result (not where or how verbosely it runs)."""
+    from .trainer import DATA_SCHEME
+
     flat = {k: v for k, v in _flat(cfg.to_dict()).items() if not k.startswith(_FREE_KEYS)}
     flat["structure_weight"] = float(structure_weight)
+    flat["data_scheme"] = DATA_SCHEME  # runs trained under an earlier seeding scheme are not reused
     if stop_after_epoch is not None:
         flat["stop_after_epoch"] = int(stop_after_epoch)
     return hashlib.sha1(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -221,19 +224,6 @@ def lossnet_weights_note(cfg) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # Running
 # ---------------------------------------------------------------------------------------------------------------
-class PairedBatches:
-    """Trainer callback: reseed the global RNG right before the first step, so that every variant trained with
-    seed ``s`` draws the same augmentations and multi-scale sizes (the loader's order is already seeded)."""
-
-    def __init__(self, seed: int):
-        self.seed = int(seed)
-
-    def on_train_begin(self, trainer) -> None:
-        from .runtime import seed_everything
-
-        seed_everything(self.seed * 7919 + 17)
-
-
 class _Reweighted:
     """``structure_weight · structure + lossnet_weight · L_f`` around an ``M2SNetLoss`` (Table 10's L_f-alone)."""
 
@@ -406,7 +396,7 @@ def train_and_score(key: str, seed: int, cfg, spec: StudySpec, out: Path) -> dic
     variant = VARIANTS[key]
     t0, cpu0 = time.perf_counter(), time.process_time()
     probe = EarlyProbe(spec.probe_steps, spec.probe_images)
-    trainer = Trainer(cfg, None, callbacks=[PairedBatches(seed), probe], log=lambda message: None)
+    trainer = Trainer(cfg, None, callbacks=[probe], log=lambda message: None)
     if variant.structure_weight != 1.0:
         trainer.criterion = _Reweighted(trainer.criterion, variant.structure_weight)
     trainer.fit(stop_after_epoch=spec.stop_after_epoch)

@@ -9,9 +9,9 @@ Machinery
     the device rule of :mod:`m2s_lib.engine.runtime`; AMP and ``channels_last`` on CUDA; gradient clipping;
     checkpoints written atomically (``last.pt`` every epoch, ``best.pt`` on the best validation Dice) holding the
     config, epoch, step, model, optimiser, scheduler, AMP scaler and RNG states; ``resume=True`` continues from
-    ``last.pt`` — on CPU with the same seed the weights are bitwise identical to an uninterrupted run (the data order
-    of epoch ``e`` comes from a generator seeded with ``(seed, e)``, every other random draw from the restored RNG
-    states); nothing is overwritten without ``overwrite=True`` (:mod:`m2s_lib.engine.run_folder`); a non-finite loss
+    ``last.pt`` — on CPU with the same seed the weights are bitwise identical to an uninterrupted run (epoch ``e``'s
+    data order, augmentations and batch sizes come from generators seeded with ``(seed, e)``, see
+    :data:`DATA_SCHEME`; every other random draw from the restored RNG states); nothing is overwritten without ``overwrite=True`` (:mod:`m2s_lib.engine.run_folder`); a non-finite loss
     stops with the step, the batch's files and the last good checkpoint; ``metrics.csv`` gets one row per epoch
     (:mod:`m2s_lib.engine.history`); validation scores with the task's metric (:func:`m2s_lib.metrics.task_metric`,
     as ``m2s evaluate`` does); ``tqdm.auto`` progress plus one plain summary line per epoch; callbacks.
@@ -36,7 +36,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 
 from ..atomic import copy_file
 from ..config import Config, get_profile
@@ -52,7 +52,11 @@ from .run_folder import open_run_folder
 from .runtime import distributed_info, get_rng_state, seed_everything, select_device, set_rng_state
 from .step import NonFiniteLossError, train_step
 
-__all__ = ["Trainer", "train"]
+__all__ = ["DATA_SCHEME", "Trainer", "train"]
+
+#: How a training run's data randomness is seeded (stored in checkpoints; part of a study run's fingerprint).
+DATA_SCHEME = ("epoch e: order from torch.Generator(seed*100003+e); item i's flip and angle from "
+               "SeedSequence([seed*100003+e, i]); batch sizes from random.Random(seed*100003+e)")
 
 
 def _names(batch: dict, limit: int = 16) -> list[str]:
@@ -228,9 +232,15 @@ class Trainer:
         return torch.Generator().manual_seed(self.config.run.seed * 100_003 + epoch)
 
     def train_loader(self, epoch: int):
-        """The loader of epoch ``epoch`` (0-based): its order and batch sizes depend only on ``(seed, epoch)``."""
+        """The loader of epoch ``epoch`` (0-based): its order, augmentations and batch sizes depend only on
+        ``(seed, epoch)``, not on what else drew random numbers (evaluation, plotting, another model's build)."""
         d = self.config.data
         gen = self._data_generator(epoch)
+        folder = self.train_set
+        while isinstance(folder, Subset):
+            folder = folder.dataset
+        if hasattr(folder, "set_augment_seed"):
+            folder.set_augment_seed(self.config.run.seed * 100_003 + epoch)  # DATA_SCHEME
         if self.world_size > 1:
             sampler = DistributedSampler(self.train_set, num_replicas=self.world_size, rank=self.rank,
                                          shuffle=True, seed=self.config.run.seed, drop_last=False)  # fmt: skip
@@ -279,7 +289,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": get_rng_state(),
-            "data_order": {"scheme": "torch.Generator seeded with seed*100003 + epoch", "seed": self.config.run.seed},
+            "data_order": {"scheme": DATA_SCHEME, "seed": self.config.run.seed},
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
             "history": list(self.history),
