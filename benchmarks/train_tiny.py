@@ -43,15 +43,15 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     from m2s_lib.config import load_config
     from m2s_lib.data import SegmentationFolder, find_test_sets, load_mask
-    from m2s_lib.data.synthetic import dataset_name, ensure_synthetic
+    from m2s_lib.data.synthetic import ensure_synthetic
     from m2s_lib.engine.predict import predict_dataset
     from m2s_lib.engine.trainer import Trainer
     from m2s_lib.metrics import BinaryMetrics, PolypMetrics
 
     cfg = load_config(profile=args.profile, overrides=args.overrides)
+    cfg = cfg.override({"data.synthetic_n": args.n_train, "data.synthetic_n_test": args.n_test})
     d = cfg.data
-    root = Path(args.data_dir) / dataset_name("polyp", args.n_train, args.n_test, d.synthetic_seed, d.synthetic_size,
-                                              d.synthetic_difficulty)
+    root = d.synthetic_root(args.data_dir, task="polyp")
     t0 = time.perf_counter()
     ensure_synthetic("polyp", root, args.n_train, seed=d.synthetic_seed, size=d.synthetic_size, n_test=args.n_test,
                      progress=False, difficulty=d.synthetic_difficulty)  # fmt: skip

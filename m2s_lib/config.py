@@ -51,12 +51,20 @@ __all__ = [
     "resolve_profile",
     "load_config",
     "parse_overrides",
+    "image_size_problem",
 ]
 
 
 
 class ConfigError(ValueError):
     """A configuration key or value is invalid (the message says which, and what would be valid)."""
+
+
+def image_size_problem(size: int) -> str | None:
+    """The one rule for an image side (training, validation and test): a multiple of 8, at least 32."""
+    if size < 32 or size % 8:
+        return f"image size {size} must be a multiple of 8 and at least 32 (the paper uses multiples of 32)"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -351,9 +359,8 @@ class Config:
             raise ConfigError(f"data.val_fraction={d.val_fraction} must be in [0, 1)")
         for key, s in [("data.size", d.size), *(("data.train_sizes", t) for t in d.train_sizes),
                        ("data.test_size", d.eval_size)]:
-            if s < 32 or s % 8:
-                raise ConfigError(f"{key}: image size {s} must be a multiple of 8 and at least 32 (the paper uses "
-                                  "multiples of 32)")
+            if problem := image_size_problem(s):
+                raise ConfigError(f"{key}: {problem}")
         if o.epochs < 1 or o.batch_size < 1:
             raise ConfigError("optim.epochs and optim.batch_size must be ≥ 1")
         if o.lr <= 0 or o.encoder_lr_ratio < 0:

@@ -506,6 +506,26 @@ def test_threshold_outside_zero_one_is_refused(ckpt, synth, tmp_path, capsys):
     assert "--threshold" in msg and "between 0 and 1" in msg and not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("command, option, value, words", [
+    ("evaluate", "--batch-size", "0", "at least 1 (got 0)"),
+    ("evaluate", "--size", "0", "multiple of 8 and at least 32"),
+    ("evaluate", "--size", "100", "multiple of 8 and at least 32"),
+    ("predict", "--size", "-8", "multiple of 8 and at least 32"),
+    ("profile", "--repeats", "0", "at least 1 (got 0)"),
+    ("profile", "--size", "3x", "not a whole number"),
+])
+def test_numeric_options_out_of_range_name_the_option(command, option, value, words, ckpt, synth, tmp_path, capsys):
+    """Refused by argparse before any work (exit 2), with the option and the rule in one line."""
+    args = {
+        "evaluate": ["--checkpoint", ckpt, "--data-root", synth, "--out", tmp_path / "e"],
+        "predict": [synth / "TestDataset" / "Kvasir" / "images", "--checkpoint", ckpt, "--out", tmp_path / "p"],
+        "profile": ["--encoder", "resnet18d", "--no-latency"],
+    }[command]
+    msg = refused(capsys, command, *args, option, value, code=2)
+    assert msg.startswith(f"argument {option}:") and words in msg, msg
+    assert not (tmp_path / "e").exists() and not (tmp_path / "p").exists()
+
+
 def test_resume_from_a_junk_last_pt(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()

@@ -9,12 +9,37 @@ import argparse
 import importlib
 import sys
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "image_side", "main", "positive_int"]
 
 # Modules that add sub-commands (each has ``register(subparsers)``), in the order they appear in ``--help``.
 COMMAND_MODULES = ("m2s_lib.cli.data", "m2s_lib.cli.train", "m2s_lib.cli.evaluate", "m2s_lib.cli.predict",
                    "m2s_lib.cli.profile", "m2s_lib.cli.site", "m2s_lib.cli.course",
                    "m2s_lib.cli.ablations")
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number ≥ 1 (batch sizes, repeats, jobs, threads, timeouts)."""
+    value = _whole_number(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def image_side(text: str) -> int:
+    """argparse type: an image side in pixels, by the configuration's rule (:func:`m2s_lib.config.image_size_problem`)."""
+    from ..config import image_size_problem
+
+    value = _whole_number(text)
+    if problem := image_size_problem(value):
+        raise argparse.ArgumentTypeError(problem)
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 
+from . import positive_int
+
 __all__ = ["register", "run_ablations", "report_ablations", "list_ablations"]
 
 DEFAULT_OUT = "runs/ablations/{preset}"
@@ -31,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--out", default=None, help="study folder (default runs/ablations/<preset>)")
     r.add_argument("--data-root", default=None, help="dataset root (default: the synthetic set of the preset)")
     r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the profile's, auto)")
-    r.add_argument("--jobs", type=int, default=1, help="processes training runs side by side (default 1)")
-    r.add_argument("--threads", type=int, default=None, help="torch threads per process (default: cores / jobs)")
+    r.add_argument("--jobs", type=positive_int, default=1, help="processes training runs side by side (default 1)")
+    r.add_argument("--threads", type=positive_int, default=None, help="torch threads per process (default: cores / jobs)")
     r.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides common to every variant")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import positive_int
+
 __all__ = ["register"]
 
 
@@ -36,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--course", required=True, metavar="DIR", help="the folder made by `m2s course release`")
     g.add_argument("--submissions", required=True, metavar="DIR", help="<student>/<assignment>/<notebook> folders")
     g.add_argument("--out", default=None, metavar="DIR", help="where grades.csv and problems.csv go (default: --course)")
-    g.add_argument("--timeout", type=int, default=None, metavar="S", help="seconds per cell (default 900)")
+    g.add_argument("--timeout", type=positive_int, default=None, metavar="S", help="seconds per cell (default 900)")
     g.set_defaults(func=run_grade)
 
     t = actions.add_parser("points", help="print the points table (Markdown) of the assignments")

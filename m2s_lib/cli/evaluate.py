@@ -5,6 +5,7 @@ import argparse
 import textwrap
 
 from ..constants import TASKS
+from . import image_side, positive_int
 
 __all__ = ["register", "run_evaluate"]
 
@@ -34,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", required=True, metavar="DATA", help="dataset root holding TestDataset/<set>/, or one set")
     p.add_argument("--out", required=True, metavar="OUT", help="output folder for predictions and tables")
     p.add_argument("--sets", nargs="+", default=None, metavar="SET", help="only these test sets (folder names)")
-    p.add_argument("--size", type=int, default=None, help="test size (default: the checkpoint's, 352 for the paper)")
+    p.add_argument("--size", type=image_side, default=None, help="test size (default: the checkpoint's, 352 for the paper)")
     p.add_argument("--protocol", default=None, choices=["pranet", "authors"],
                    help="polyp protocol: pranet (256 thresholds, default) or authors (soft Dice)")
     p.add_argument("--task", default=None, choices=TASKS,
@@ -43,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="architecture the checkpoint must be (required for the authors' weights; default m2snet)")
     p.add_argument("--encoder", default="res2net50d", help="encoder of the authors' weights (default res2net50d)")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda")
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass (default 8)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an earlier evaluation in OUT (its own files only); without it such a folder is refused")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -6,6 +6,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from . import image_side
+
 __all__ = ["register", "run_predict"]
 
 _FORMATTER = argparse.RawDescriptionHelpFormatter
@@ -30,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--checkpoint", required=True, metavar="FILE", help="last.pt / best.pt, or the authors' .pth")
     p.add_argument("--out", required=True, metavar="OUT", help="output folder")
-    p.add_argument("--size", type=int, default=None, help="test size (default: the checkpoint's)")
+    p.add_argument("--size", type=image_side, default=None, help="test size (default: the checkpoint's)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold of the masks (default 0.5)")
     p.add_argument("--model", default=None, choices=["m2snet", "msnet", "fpn"], help="architecture (authors' weights)")
     p.add_argument("--encoder", default="res2net50d", help="encoder of the authors' weights (default res2net50d)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import image_side, positive_int
+
 __all__ = ["register", "run_profile"]
 
 
@@ -17,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--encoder", default="res2net50d", help="timm encoder name (default res2net50d, the paper's)")
     p.add_argument(
         "--size",
-        type=int,
+        type=image_side,
         nargs="+",
         default=None,
         help="square input size(s) in pixels (default: 256 352, Table 6's size next to the paper's 352)",
@@ -25,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--msu-impl", default="fast", choices=["fast", "dense"], help="full-one filter form")
     p.add_argument("--classes", type=int, default=1, help="output channels (default 1)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--repeats", type=int, default=5, help="timed forward passes (default 5)")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed forward passes (default 5)")
     p.add_argument("--no-latency", action="store_true", help="skip timing")
     p.add_argument("--summary", action="store_true", help="also print the torchinfo layer summary")
     p.set_defaults(func=run_profile)
