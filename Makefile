@@ -22,7 +22,7 @@ help:
 	@echo "make reproduce   set up .venv and run the offline reproduction (PROFILE=$(PROFILE) DATA=$(DATA))"
 	@echo "make test        set up .venv and run the test suite"
 	@echo "make lint        ruff + notebook-output check"
-	@echo "make ablations   seeded ablation study, Tables 9-11 with CIs (PRESET=cpu: ~1 h on 2 cores; PRESET=paper DATA=... DEVICE=cuda)"
+	@echo "make ablations   seeded ablation study, Tables 9-11 with CIs (PRESET=cpu: ~20 min on 2 idle cores; PRESET=paper DATA=... DEVICE=cuda)"
 	@echo "make course-release  nbgrader course in COURSE=$(COURSE) (ASSIGNMENTS=\"01 05\", OVERWRITE=1)"
 	@echo "make course-grade    grade SUBMISSIONS=<dir>/<student>/<assignment>/ into COURSE/grades.csv"
 	@echo "make site        the course website from runs/latest (RUN=runs/<run>; CHECK=1: headless-Chromium check)"

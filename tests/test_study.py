@@ -233,3 +233,23 @@ def test_early_tables_keep_the_longest_run(tmp_path):
             tmp_path / folder / "steps" / "msnet-s0.csv", index=False)
     both = early_tables([tmp_path / "a", None, tmp_path / "b"])
     assert list(both["step"]) == [0, 1, 2, 3, 4] and set(both["variant"]) == {"msnet"}
+
+
+def test_worker_processes_get_the_same_variants_seeds_and_overrides():
+    """`--jobs 2` starts workers with the same study: overrides after `--` are not swallowed by --variants."""
+    from m2s_lib.cli import build_parser
+    from m2s_lib.cli.ablations import _worker_argv
+
+    args = build_parser().parse_args(["ablations", "run", "--preset", "early", "model.kernel_sizes=[1,3]",
+                                      "--variants", "m2snet-nolf", "msnet", "--seeds", "0", "2"])
+    worker = build_parser().parse_args(_worker_argv(args, "runs/x", 1)[3:])
+    assert (worker.variants, worker.seeds, worker.overrides) == (["m2snet-nolf", "msnet"], [0, 2],
+                                                                 ["model.kernel_sizes=[1,3]"])
+    assert worker.worker and worker.out == "runs/x"
+
+
+def test_override_typed_among_variants_is_named(capsys):
+    from m2s_lib.cli import main
+
+    assert main(["ablations", "run", "--preset", "smoke", "--variants", "msnet", "model.kernel_sizes=[1,3]"]) == 2
+    assert "looks like a KEY=VALUE override" in capsys.readouterr().err

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = p.add_subparsers(dest="ablations_command", metavar="ACTION")
 
     r = s.add_parser("run", help="train the unfinished (variant, seed) runs, then write the report")
-    r.add_argument("--preset", default="cpu", help="cpu (default: 2 CPU cores, about an hour), paper, smoke")
+    r.add_argument("--preset", default="cpu", help="cpu (default: 2 CPU cores, about 20 minutes), early, paper, smoke")
     r.add_argument("--profile", default=None, help="configuration profile (default: the preset's)")
     r.add_argument("--variants", nargs="+", default=None, help="variant keys (m2s ablations list)")
     r.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (default 0 1 2)")
@@ -58,7 +58,7 @@ def _worker_argv(args: argparse.Namespace, out: str, threads: int) -> list[str]:
         argv += ["--variants", *args.variants]
     if args.seeds:
         argv += ["--seeds", *map(str, args.seeds)]
-    return argv + list(args.overrides)
+    return argv + (["--", *args.overrides] if args.overrides else [])  # after `--`: never read as variants or seeds
 
 
 def run_ablations(args: argparse.Namespace) -> int:
@@ -72,6 +72,11 @@ def run_ablations(args: argparse.Namespace) -> int:
     threads = args.threads or max(1, (os.cpu_count() or 1) // jobs)
     torch.set_num_threads(threads)
     out = args.out or DEFAULT_OUT.format(preset=args.preset)
+    stray = [v for v in (args.variants or []) if "=" in v]
+    if stray:
+        print(f"m2s ablations: {stray[0]!r} looks like a KEY=VALUE override, not a variant: put overrides before "
+              "--variants, or after `--`", file=sys.stderr)
+        return 2
     try:
         overrides = dict(parse_overrides(args.overrides))
         if args.data_root:
