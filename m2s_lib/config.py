@@ -186,8 +186,10 @@ class OptimConfig:
 
 @dataclass
 class LossConfig:
-    """``structure_loss + lossnet_weight · LossNet`` (Eq. 4; the authors' script uses 0.1, the paper prints 1)."""
+    """``structure_weight · structure_loss + lossnet_weight · LossNet`` (Eq. 4; the authors' script uses 0.1 for
+    LossNet, the paper prints 1; ``structure_weight=0`` is Table 10's "L_f alone" row)."""
 
+    structure_weight: float = 1.0
     lossnet_weight: float = 0.1
     lossnet_weights: str | None = "imagenet"
     lossnet_input_size: int | None = 224
@@ -367,8 +369,10 @@ class Config:
             raise ConfigError("optim.lr must be > 0 and optim.encoder_lr_ratio ≥ 0")
         if not 0 < o.warmup_fraction < 1:
             raise ConfigError(f"optim.warmup_fraction={o.warmup_fraction} must be in (0, 1) (0.5: the authors' triangle)")
-        if self.loss.lossnet_weight < 0:
-            raise ConfigError("loss.lossnet_weight must be ≥ 0 (0 switches LossNet off)")
+        if self.loss.lossnet_weight < 0 or self.loss.structure_weight < 0:
+            raise ConfigError("loss.lossnet_weight and loss.structure_weight must be ≥ 0 (0 switches a term off)")
+        if self.loss.lossnet_weight == 0 and self.loss.structure_weight == 0:
+            raise ConfigError("loss.structure_weight and loss.lossnet_weight are both 0: no loss is left to train on")
         if d.fold is not None and not 0 <= d.fold < d.n_folds:
             raise ConfigError(f"data.fold={d.fold} must be in 0..{d.n_folds - 1}")
         return self

@@ -148,7 +148,8 @@ class LossNet(nn.Module):
 
 
 class M2SNetLoss(nn.Module):
-    """Eq. 4: ``structure_loss + lossnet_weight · LossNet`` on logits and masks (0.1 as in the authors' script).
+    """Eq. 4: ``structure_weight · structure_loss + lossnet_weight · LossNet`` on logits and masks (1 and 0.1 as in
+    the authors' script; ``structure_weight=0`` is Table 10's "L_f alone").
 
     ``lossnet_weight=0`` skips LossNet entirely (no VGG is built); ``lossnet`` passes an existing ``LossNet``.
     """
@@ -160,9 +161,11 @@ class M2SNetLoss(nn.Module):
         lossnet_input_size: int | None = 224,
         reproduce_authors_bce_slip: bool = False,
         lossnet: LossNet | None = None,
+        structure_weight: float = 1.0,
     ):
         super().__init__()
         self.lossnet_weight = float(lossnet_weight)
+        self.structure_weight = float(structure_weight)
         self.reproduce_authors_bce_slip = reproduce_authors_bce_slip
         if self.lossnet_weight > 0 and lossnet is None:
             lossnet = LossNet(lossnet_weights, lossnet_input_size)
@@ -178,5 +181,5 @@ class M2SNetLoss(nn.Module):
             else:
                 prob, ref = torch.softmax(logits, dim=1), _one_hot(target, logits.shape[1])
             parts["lossnet"] = self.lossnet(prob, ref)
-        parts["loss"] = structure + self.lossnet_weight * parts["lossnet"]
+        parts["loss"] = self.structure_weight * structure + self.lossnet_weight * parts["lossnet"]
         return parts

@@ -62,7 +62,8 @@ def test_unknown_key_suggests_the_closest(key, suggestion):
      ("run.amp=maybe", "not a valid bool"), ("model.name=unet", "not one of"), ("data.size=100", "multiple of 8"),
      ("optim.lr", "key=value"), ("data.val_fraction=1.5", r"\[0, 1\)"), ("model.classes=0", "≥ 1"),
      ("optim.warmup_fraction=1", r"warmup_fraction=1.0 must be in \(0, 1\)"),
-     ("data.synthetic_difficulty=easy", r"'easy' is not one of \['realistic', 'teaching'\]")],
+     ("data.synthetic_difficulty=easy", r"'easy' is not one of \['realistic', 'teaching'\]"),
+     ("loss.structure_weight=-1", "must be ≥ 0"), ("loss.structure_weight=0", "both 0: no loss is left")],
 )  # fmt: skip
 def test_bad_values_are_explained(item, match):
     with pytest.raises(ConfigError, match=match):

@@ -107,6 +107,11 @@ def test_m2snet_loss_weighting_and_skipping():
     plain = M2SNetLoss(lossnet_weight=0)
     assert plain.lossnet is None
     assert_close(plain(logits, masks)["loss"], structure_loss(logits, masks))
+    # Table 10's "L_f alone" (structure_weight 0) and any other weighting of the structure term
+    alone = M2SNetLoss(lossnet_weight=0.1, lossnet=shared.lossnet, structure_weight=0.0)(logits, masks)
+    assert torch.equal(alone["loss"], 0.1 * alone["lossnet"]) and alone["structure"] > 0
+    double = M2SNetLoss(lossnet_weight=0.1, lossnet=shared.lossnet, structure_weight=2.0)(logits, masks)
+    assert_close(double["loss"], 2 * parts["structure"] + 0.1 * double["lossnet"])
 
 
 def test_lossnet_weights_from_a_torchvision_vgg16_file(tmp_path):

@@ -99,7 +99,7 @@ def test_variants_are_faithful_rows():
     assert VARIANTS["m2snet"].overrides["loss.lossnet_weight"] == 0.1  # the reference row trains with L_f
     assert VARIANTS["m2snet-nolf"].overrides["loss.lossnet_weight"] == 0.0
     lf_alone = VARIANTS["m2snet-lfonly"]
-    assert lf_alone.structure_weight == 0.0 and lf_alone.overrides["loss.lossnet_weight"] == 0.1
+    assert lf_alone.overrides["loss.structure_weight"] == 0.0 and lf_alone.overrides["loss.lossnet_weight"] == 0.1
     keys = set(VARIANTS)
     for c in COMPARISONS:
         assert {c.variant, c.baseline} <= keys, c
@@ -253,3 +253,17 @@ def test_override_typed_among_variants_is_named(capsys):
 
     assert main(["ablations", "run", "--preset", "smoke", "--variants", "msnet", "model.kernel_sizes=[1,3]"]) == 2
     assert "looks like a KEY=VALUE override" in capsys.readouterr().err
+
+
+def test_lf_alone_is_a_loss_setting_that_reaches_the_trainer(tmp_path):
+    """Table 10's last row is `loss.structure_weight: 0` in the config: the trainer's criterion gets it, and the
+    fingerprint tells it from the full loss."""
+    from m2s_lib.engine.study import fingerprint
+    from m2s_lib.engine.trainer import Trainer
+
+    spec = _tiny_spec(tmp_path, variants=("m2snet", "m2snet-lfonly"))
+    alone = study_mod.variant_config(spec, "m2snet-lfonly", 0)
+    full = study_mod.variant_config(spec, "m2snet", 0)
+    assert (alone.loss.structure_weight, full.loss.structure_weight) == (0.0, 1.0)
+    assert Trainer(alone, None, log=lambda m: None).criterion.structure_weight == 0.0
+    assert fingerprint(alone) != fingerprint(full)

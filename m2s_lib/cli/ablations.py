@@ -121,8 +121,7 @@ def list_ablations(args: argparse.Namespace) -> int:
     print("variants (key: table, label, changes):")
     for v in VARIANTS.values():
         changes = ", ".join(f"{k}={x}" for k, x in v.overrides.items())
-        extra = f", structure_weight={v.structure_weight}" if v.structure_weight != 1.0 else ""
-        print(f"  {v.key:<22} {v.table:<9} {v.label}  [{changes}{extra}]")
+        print(f"  {v.key:<22} {v.table:<9} {v.label}  [{changes}]")
     print("claims (variant − baseline, the paper's sign):")
     for c in COMPARISONS:
         sign = {1: ">", -1: "<", 0: "≈"}[c.direction]

@@ -52,16 +52,12 @@ class StudyError(ValueError):
 
 @dataclass(frozen=True)
 class Variant:
-    """One row of the paper's tables: ``overrides`` on top of the study's common configuration.
-
-    ``structure_weight`` scales ``wBCE + wIoU`` in the loss (0 = L_f alone, Table 10's last row).
-    """
+    """One row of the paper's tables: ``overrides`` on top of the study's common configuration."""
 
     key: str
     table: str
     label: str
     overrides: dict[str, Any]
-    structure_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -87,8 +83,8 @@ VARIANTS: dict[str, Variant] = {v.key: v for v in [
     Variant("au", "Table 9", "AU: addition units (MSNet)", {"model.name": "msnet", "model.unit": "au", **_NO_LF}),
     Variant("m2snet", "Table 10", "M2SNet (wBCE + wIoU + 0.1 L_f)", {"model.name": "m2snet", **_LF}),
     Variant("m2snet-nolf", "Table 10", "M2SNet w/o L_f", {"model.name": "m2snet", **_NO_LF}),
-    Variant("m2snet-lfonly", "Table 10", "M2SNet w/o wBCE + wIoU (L_f alone)", {"model.name": "m2snet", **_LF},
-            structure_weight=0.0),
+    Variant("m2snet-lfonly", "Table 10", "M2SNet w/o wBCE + wIoU (L_f alone)",
+            {"model.name": "m2snet", "loss.structure_weight": 0.0, **_LF}),
     Variant("k1", "Table 11", "kernels (1)", {"model.name": "m2snet", "model.kernel_sizes": [1], **_LF}),
     Variant("k13", "Table 11", "kernels (1,3)", {"model.name": "m2snet", "model.kernel_sizes": [1, 3], **_LF}),
     Variant("k1357", "Table 11", "kernels (1,3,5,7)", {"model.name": "m2snet", "model.kernel_sizes": [1, 3, 5, 7],
@@ -193,12 +189,12 @@ def variant_config(spec: StudySpec, key: str, seed: int):
         {"run.seed": int(seed)})
 
 
-def fingerprint(cfg, structure_weight: float = 1.0, stop_after_epoch: int | None = None) -> str:
+def fingerprint(cfg, stop_after_epoch: int | None = None) -> str:
     """A short hash of everything that decides a run's result (not where or how verbosely it runs)."""
     from .trainer import DATA_SCHEME
 
     flat = {k: v for k, v in _flat(cfg.to_dict()).items() if not k.startswith(_FREE_KEYS)}
-    flat["structure_weight"] = float(structure_weight)
+    flat["structure_weight"] = float(flat.pop("loss.structure_weight", 1.0))  # its key before it was a setting
     flat["data_scheme"] = DATA_SCHEME  # runs trained under an earlier seeding scheme are not reused
     if stop_after_epoch is not None:
         flat["stop_after_epoch"] = int(stop_after_epoch)
@@ -224,18 +220,6 @@ def lossnet_weights_note(cfg) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # Running
 # ---------------------------------------------------------------------------------------------------------------
-class _Reweighted:
-    """``structure_weight · structure + lossnet_weight · L_f`` around an ``M2SNetLoss`` (Table 10's L_f-alone)."""
-
-    def __init__(self, criterion, structure_weight: float):
-        self.criterion, self.structure_weight = criterion, float(structure_weight)
-
-    def __call__(self, logits, target):
-        parts = self.criterion(logits, target)
-        parts["loss"] = self.structure_weight * parts["structure"] + self.criterion.lossnet_weight * parts["lossnet"]
-        return parts
-
-
 def read_results(out: str | os.PathLike) -> pd.DataFrame:
     """The finished runs of the study in ``out`` (an empty table when there are none)."""
     path = Path(out) / "runs.csv"
@@ -273,7 +257,7 @@ def _pending(spec: StudySpec, done: pd.DataFrame, keys: Sequence[str], seeds: Se
     for key in ordered:
         for seed in seeds:
             cfg = variant_config(spec, key, seed)
-            fp = fingerprint(cfg, VARIANTS[key].structure_weight, spec.stop_after_epoch)
+            fp = fingerprint(cfg, spec.stop_after_epoch)
             if (key, int(seed), fp) not in finished:
                 jobs.append((key, int(seed), cfg, fp))
     return jobs
@@ -393,12 +377,9 @@ def train_and_score(key: str, seed: int, cfg, spec: StudySpec, out: Path) -> dic
     from .study_probe import EarlyProbe
     from .trainer import Trainer
 
-    variant = VARIANTS[key]
     t0, cpu0 = time.perf_counter(), time.process_time()
     probe = EarlyProbe(spec.probe_steps, spec.probe_images)
     trainer = Trainer(cfg, None, callbacks=[probe], log=lambda message: None)
-    if variant.structure_weight != 1.0:
-        trainer.criterion = _Reweighted(trainer.criterion, variant.structure_weight)
     trainer.fit(stop_after_epoch=spec.stop_after_epoch)
     train_s = time.perf_counter() - t0
     write_text(out / "steps" / f"{key}-s{seed}.csv", probe.table().to_csv(index=False))

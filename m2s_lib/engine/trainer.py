@@ -193,6 +193,7 @@ class Trainer:
             lossnet_weight=cfg.loss.lossnet_weight, lossnet_weights=cfg.loss.lossnet_weights,
             lossnet_input_size=cfg.loss.lossnet_input_size,
             reproduce_authors_bce_slip=cfg.loss.reproduce_authors_bce_slip,
+            structure_weight=cfg.loss.structure_weight,
         ).to(self.device)  # fmt: skip
         self.optimizer = build_optimizer(self.model, cfg)
         self.steps_per_epoch = self._steps_per_epoch()
