@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     d = cfg.data
     root = d.synthetic_root(args.data_dir, task="polyp")
     t0 = time.perf_counter()
-    ensure_synthetic("polyp", root, args.n_train, seed=d.synthetic_seed, size=d.synthetic_size, n_test=args.n_test,
-                     progress=False, difficulty=d.synthetic_difficulty)  # fmt: skip
+    ensure_synthetic("polyp", root, d.synthetic_n, seed=d.synthetic_seed, size=d.synthetic_size,
+                     n_test=d.synthetic_n_test, progress=False, difficulty=d.synthetic_difficulty)  # fmt: skip
     gen_s = time.perf_counter() - t0
     overrides = {"data.root": str(root), "run.progress": False}
     if args.epochs:

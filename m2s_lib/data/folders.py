@@ -152,7 +152,7 @@ class SegmentationFolder(torch.utils.data.Dataset):
         state = np.random.SeedSequence([self.augment_seed, int(index)]).generate_state(1, dtype=np.uint64)
         return torch.Generator().manual_seed(int(state[0]))
 
-    def _augment(self, image: torch.Tensor, mask: torch.Tensor, index: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    def _augment(self, image: torch.Tensor, mask: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         from torchvision.transforms import InterpolationMode
         from torchvision.transforms.v2 import functional as TF
 

@@ -11,10 +11,11 @@ Machinery
     config, epoch, step, model, optimiser, scheduler, AMP scaler and RNG states; ``resume=True`` continues from
     ``last.pt`` — on CPU with the same seed the weights are bitwise identical to an uninterrupted run (epoch ``e``'s
     data order, augmentations and batch sizes come from generators seeded with ``(seed, e)``, see
-    :data:`DATA_SCHEME`; every other random draw from the restored RNG states); nothing is overwritten without ``overwrite=True`` (:mod:`m2s_lib.engine.run_folder`); a non-finite loss
-    stops with the step, the batch's files and the last good checkpoint; ``metrics.csv`` gets one row per epoch
-    (:mod:`m2s_lib.engine.history`); validation scores with the task's metric (:func:`m2s_lib.metrics.task_metric`,
-    as ``m2s evaluate`` does); ``tqdm.auto`` progress plus one plain summary line per epoch; callbacks.
+    :data:`DATA_SCHEME`; every other random draw from the restored RNG states); nothing is overwritten without
+    ``overwrite=True`` (:mod:`m2s_lib.engine.run_folder`); a non-finite loss stops with the step, the batch's files
+    and the last good checkpoint; ``metrics.csv`` gets one row per epoch (:mod:`m2s_lib.engine.history`);
+    validation scores with the task's metric (:func:`m2s_lib.metrics.task_metric`, as ``m2s evaluate`` does);
+    ``tqdm.auto`` progress plus one plain summary line per epoch; callbacks.
 
 Several GPUs
     ``torchrun --nproc_per_node N -m m2s_lib.cli train ...``: each process finds ``RANK`` / ``WORLD_SIZE`` /
@@ -56,7 +57,8 @@ __all__ = ["DATA_SCHEME", "Trainer", "train"]
 
 #: How a training run's data randomness is seeded (stored in checkpoints; part of a study run's fingerprint).
 DATA_SCHEME = ("epoch e: order from torch.Generator(seed*100003+e); item i's flip and angle from "
-               "SeedSequence([seed*100003+e, i]); batch sizes from random.Random(seed*100003+e)")
+               "SeedSequence([seed*100003+e, i]); batch sizes from random.Random(seed*100003+e), in DataLoader "
+               "worker w from random.Random('<that seed>:w')")
 
 
 def _names(batch: dict, limit: int = 16) -> list[str]:
@@ -229,19 +231,21 @@ class Trainer:
             return max(1, min(8, cpus // max(1, self.world_size) - 1))
         return 0 if cpus <= 4 else 2
 
-    def _data_generator(self, epoch: int) -> torch.Generator:
-        return torch.Generator().manual_seed(self.config.run.seed * 100_003 + epoch)
+    def _epoch_seed(self, epoch: int) -> int:
+        """The seed of epoch ``epoch``'s data randomness (:data:`DATA_SCHEME`)."""
+        return self.config.run.seed * 100_003 + epoch
 
     def train_loader(self, epoch: int):
         """The loader of epoch ``epoch`` (0-based): its order, augmentations and batch sizes depend only on
         ``(seed, epoch)``, not on what else drew random numbers (evaluation, plotting, another model's build)."""
         d = self.config.data
-        gen = self._data_generator(epoch)
+        seed = self._epoch_seed(epoch)
+        gen = torch.Generator().manual_seed(seed)
         folder = self.train_set
         while isinstance(folder, Subset):
             folder = folder.dataset
         if hasattr(folder, "set_augment_seed"):
-            folder.set_augment_seed(self.config.run.seed * 100_003 + epoch)  # DATA_SCHEME
+            folder.set_augment_seed(seed)
         if self.world_size > 1:
             sampler = DistributedSampler(self.train_set, num_replicas=self.world_size, rank=self.rank,
                                          shuffle=True, seed=self.config.run.seed, drop_last=False)  # fmt: skip
@@ -249,7 +253,7 @@ class Trainer:
         else:
             sampler = RandomSampler(self.train_set, generator=gen)
         sizes = list(d.train_sizes) or [d.size]
-        collate = MultiScaleCollate(sizes=sizes, seed=self.config.run.seed * 100_003 + epoch)
+        collate = MultiScaleCollate(sizes=sizes, seed=seed)
         workers = self._num_workers()
         return DataLoader(
             self.train_set, batch_size=self.batch_per_process, sampler=sampler, collate_fn=collate,
