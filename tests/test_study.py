@@ -150,6 +150,29 @@ def test_resume_never_retrains_a_finished_run(tmp_path, monkeypatch):
     assert len(calls) == 4  # nothing left to train
 
 
+def test_a_run_of_an_older_fingerprint_is_replaced_not_doubled(tmp_path, monkeypatch):
+    """A row trained under another fingerprint (earlier code or seeding) is retrained; its old row moves to
+    superseded.csv, so runs.csv keeps one row per (variant, seed) and the report still works."""
+    from m2s_lib.engine.study_report import study_tables
+
+    def fake(key, seed, cfg, spec, out):
+        return {"variant": key, "seed": seed, "mDice": 0.6, "mIoU": 0.4, "MAE": 0.1, "steps": 1, "train_s": 0.0,
+                "eval_s": 0.0, "load_1min": 0.0, "finished_utc": "x"}
+
+    monkeypatch.setattr(study_mod, "train_and_score", fake)
+    out = tmp_path / "study"
+    run_study(_tiny_spec(tmp_path), out, progress=False, log=lambda m: None)
+    stale = read_results(out)
+    stale.loc[0, "fingerprint"], stale.loc[0, "mDice"] = "0123456789ab", 0.1  # msnet seed 0, an older scheme
+    (out / "runs.csv").write_text(stale.to_csv(index=False))
+    run_study(_tiny_spec(tmp_path), out, progress=False, log=lambda m: None)
+    now = read_results(out)
+    assert len(now) == 4 and not now.duplicated(["variant", "seed"]).any()
+    assert now.set_index(["variant", "seed"]).loc[("msnet", 0), "mDice"] == 0.6
+    assert list(pd.read_csv(out / "superseded.csv")["fingerprint"]) == ["0123456789ab"]
+    study_tables(now)
+
+
 def test_other_settings_in_the_same_folder_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(study_mod, "train_and_score", lambda *a: pytest.fail("must not train"))
     out = tmp_path / "study"

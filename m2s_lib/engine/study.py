@@ -13,6 +13,7 @@ Run folder (``out``)::
 
     study.yaml            the study's settings (a later call with other common settings is refused)
     runs.csv              one row per finished (variant, seed): scores, time, load; rewritten atomically
+    superseded.csv        earlier rows of runs trained again because their fingerprint changed
     steps/<variant>-s<seed>.csv   per-step training loss and the early-training probe (see ``study_probe``)
 
 A finished run (same variant, seed and configuration fingerprint) is never trained again: an interrupted study
@@ -303,9 +304,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, device: str | None = N
             bar.set_postfix_str(f"{key} seed {seed}")
             row = train_and_score(key, seed, cfg, spec, out)
             row.update(fingerprint=fp)
-            with _locked(out):
-                done = pd.concat([read_results(out), pd.DataFrame([row])], ignore_index=True)
-                write_text(out / "runs.csv", done.to_csv(index=False))
+            _record(out, row)
         finally:
             _release(out, key, seed)
         trained += 1
@@ -316,6 +315,20 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, device: str | None = N
     if trained:
         log(f"{trained} run(s) in {time.perf_counter() - start:.0f} s")
     return read_results(out)
+
+
+def _record(out: Path, row: dict[str, Any]) -> None:
+    """Add a finished run to ``runs.csv``. An earlier row of the same (variant, seed), trained under another
+    fingerprint (other code or seeding scheme), is moved to ``superseded.csv`` rather than kept beside it."""
+    with _locked(out):
+        done = read_results(out)
+        same = (done["variant"].astype(str) == row["variant"]) & (done["seed"].astype(int) == int(row["seed"]))
+        if same.any():
+            old = out / "superseded.csv"
+            kept = pd.read_csv(old) if old.is_file() else pd.DataFrame()
+            write_text(old, pd.concat([kept, done[same]], ignore_index=True).to_csv(index=False))
+        done = pd.concat([done[~same], pd.DataFrame([row])], ignore_index=True)
+        write_text(out / "runs.csv", done.to_csv(index=False))
 
 
 def _finished(done: pd.DataFrame) -> set[tuple[str, int, str]]:
