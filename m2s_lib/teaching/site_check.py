@@ -1,4 +1,4 @@
-"""A real browser looks at the built site: ``m2s site --check`` and tests/test_site.py.
+"""A real browser looks at the built site: ``m2s site --check`` and tests/teaching/test_site.py.
 
 :func:`check_site` serves the site on 127.0.0.1 (``http.server`` in a thread), opens every page in headless Chromium
 (Debian's ``chromium``; ``M2S_CHROMIUM`` names another binary), driven through the DevTools protocol over

@@ -88,7 +88,7 @@ def polyp_sample(rng: np.random.Generator, width: int, style: PolypStyle = Polyp
     polyp's albedo is 6-16 % lighter *or* darker than the mucosa (at random) with a slight hue shift, while the
     illumination varies far more across a frame: what gives a polyp away is local - its dome shading, its
     highlights, the shadow at its base, its granular texture with fewer vessels - not a colour threshold
-    (the best single-channel threshold reaches Dice ~0.15; ``tests/test_synthetic.py``).
+    (the best single-channel threshold reaches Dice ~0.15; ``tests/data/test_synthetic.py``).
     """
     H = round(width * style.aspect)
     W = int(width)

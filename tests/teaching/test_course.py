@@ -40,7 +40,7 @@ from m2s_lib.teaching import course, course_cells, nbcheck
 # nbgrader's own notes while grading (SQLAlchemy autoflush, cells without ids in nbconvert's copies): not ours
 pytestmark = [pytest.mark.filterwarnings("ignore:Object of type"), pytest.mark.filterwarnings("ignore:Cell is missing an id")]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OVERRIDES = ROOT / "tests" / "notebook_overrides.yaml"
 DOCS = ROOT / "docs" / "teaching.md"
 MASTERS = {p.stem: p for p in course.assignment_notebooks()}

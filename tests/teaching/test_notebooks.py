@@ -29,7 +29,7 @@ import pytest
 
 from m2s_lib.teaching import nbcheck
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
 OVERRIDES_FILE = ROOT / "tests" / "notebook_overrides.yaml"
 OUTPUT_DIR = ROOT / "runs" / "tests"

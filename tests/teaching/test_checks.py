@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NB07 = ROOT / "notebooks" / "07_evaluation.ipynb"
 
 

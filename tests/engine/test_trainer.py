@@ -19,7 +19,7 @@ from m2s_lib.engine.run_folder import RunExistsError
 from m2s_lib.engine.step import NonFiniteLossError
 from m2s_lib.engine.trainer import Trainer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from m2s_lib.teaching import badges, nbcheck
 from m2s_lib.teaching.site import MANIFEST, SiteError, build_site, figure_count
 from m2s_lib.teaching.site_check import SiteCheckError, check_site, find_chromium
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
 RUN = ROOT / "runs" / "tests"
 PNG_1PX = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="

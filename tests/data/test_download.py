@@ -18,7 +18,7 @@ from m2s_lib.data import (
 )
 from m2s_lib.data import download as D
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _png(path: Path, array: np.ndarray) -> None:

@@ -19,7 +19,7 @@ import yaml
 from m2s_lib.data.synthetic import ensure_synthetic
 from m2s_lib.teaching import nbcheck, reproduce
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = nbcheck.discover_notebooks(ROOT / "notebooks")
 OVERRIDES = ROOT / "tests" / "notebook_overrides.yaml"
 CI_DATA = ROOT / "runs" / "tests" / "data" / "polyp-n16-s96"  # the set of the notebook tests (same parameters)
