@@ -1,9 +1,11 @@
 """Facts shared across the layers, one home for each: the normalisation, the paper's sizes, its tasks, the names
 and label values of its datasets, and the image file types the loaders read.
 
-They sit at the bottom of the package (no imports) because the paper layer (``metrics``' Table 1), the settings
+They sit at the bottom of the package (standard library only) because the paper layer (``metrics``' Table 1), the settings
 (``config``) and the data layer all need them.
 """
+import os
+from pathlib import Path
 
 # ImageNet statistics on [0, 1] images: the one normalisation used for training *and* testing (the authors'
 # training script normalised with other statistics than their test script; one is enough).
@@ -27,3 +29,40 @@ GOALS_CLASS_NAMES = ("background", "RNFL", "GCIPL", "choroid")
 
 # Image files the loaders read (any case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+# Where things live. The repository root is the checkout holding ``pyproject.toml`` beside ``m2s_lib/``; an installed
+# (non-editable) package has none, and then the working directory stands in for it. Every default under ``runs/``
+# (executed notebooks, checkpoints, synthetic data, studies, the site) is ``<repository root>/runs/...``, whatever
+# the working directory: the one rule the README states.
+RUNS_DIR = "runs"
+
+
+def repo_root() -> Path:
+    """The repository root (see above), else the working directory."""
+    here = Path(__file__).resolve().parent
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "m2s_lib").is_dir():
+            return folder
+    return Path.cwd()
+
+
+def in_repo(path: "str | os.PathLike") -> Path:
+    """``path`` with ``~`` expanded; a relative one is taken relative to the repository root, not to the cwd."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else repo_root() / path
+
+
+def runs_path(*parts: str) -> Path:
+    """``<repository root>/runs/<parts...>``: the one home of the ``runs/`` base."""
+    return repo_root().joinpath(RUNS_DIR, *parts)
+
+
+def shown_path(path: "str | os.PathLike") -> str:
+    """``path`` as shown to readers (notebooks, reports, the site): relative to the repository root when inside it,
+    so that no page carries the builder's absolute paths; other paths stay as they are."""
+    path = Path(path).expanduser()
+    try:
+        return Path(path).resolve().relative_to(repo_root().resolve()).as_posix() or "."
+    except ValueError:
+        return str(path)

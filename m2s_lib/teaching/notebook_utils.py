@@ -24,6 +24,7 @@ import torch
 
 from ..atomic import write_bytes, write_text
 from ..backbones import imagenet_weights_available, is_online  # noqa: F401  re-exported for the notebooks
+from ..constants import in_repo, repo_root, shown_path  # noqa: F401  re-exported for the notebooks
 from ..engine.runtime import seed_everything, select_device
 from .viz import show_figure  # re-exported: notebooks call nbu.show_figure
 
@@ -33,7 +34,9 @@ __all__ = [
     "environment_report",
     "is_online",
     "load_or_train",
+    "NotebookData",
     "pick_device",
+    "prepare_data",
     "print_environment",
     "randomise_batchnorms",
     "repo_root",
@@ -41,6 +44,8 @@ __all__ = [
     "resolve_pretrained",
     "seed_everything",
     "show_figure",
+    "shown_path",
+    "start",
     "synthetic_defaults",
     "thin_structure_mask",
     "thin_structure_parts",
@@ -51,21 +56,11 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------------------------
 # Paths, device, seeds, environment
 # ---------------------------------------------------------------------------------------------------------------
-def repo_root() -> Path:
-    """The repository root (the folder holding ``pyproject.toml`` above this package), else the working directory."""
-    here = Path(__file__).resolve().parent
-    for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").is_file() and (folder / "m2s_lib").is_dir():
-            return folder
-    return Path.cwd()
-
-
 def resolve_path(path: str | os.PathLike | None) -> Path | None:
     """``None`` stays ``None``; a relative path is taken relative to the repository root, not to the cwd."""
     if path is None or str(path) == "":
         return None
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else repo_root() / path
+    return in_repo(path)
 
 
 # The notebooks' names for the engine's one device rule and one seeding rule.
@@ -128,6 +123,22 @@ def print_environment(device: torch.device | str | None = None) -> None:
     width = max(len(k) for k in report)
     for key, value in report.items():
         print(f"{key:<{width}} : {value}")
+
+
+def start(notebook: str, *, device: str | torch.device | None = "auto", seed: int | None = 0,
+          run_dir: str | os.PathLike | None = None, environment: bool = True) -> tuple[torch.device, NotebookOutputs]:
+    """The notebooks' first line after their imports: seed (unless ``seed`` is ``None``), choose the device, open
+    the run outputs of ``notebook`` and print the environment report (unless ``environment=False``).
+
+    >>> dev, out = nbu.start("01_subtraction_unit", device=device, seed=seed, run_dir=run_dir)
+    """
+    if seed is not None:
+        seed_everything(seed)
+    dev = pick_device(device)
+    out = NotebookOutputs(run_dir, notebook)
+    if environment:
+        print_environment(dev)
+    return dev, out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -254,6 +265,66 @@ def synthetic_defaults(profile_cfg, data_root: str | os.PathLike | None, *, seed
     if data_root is None:
         data_root = dataclasses.replace(data, **syn, synthetic_seed=seed).synthetic_root(task=task)
     return str(data_root), syn
+
+
+@dataclass
+class NotebookData:
+    """What :func:`prepare_data` returns: the resolved profile and its config, the dataset folder (ready to read),
+    whether it is ``"real"`` or ``"synthetic"``, the synthetic settings used, and the test sets found in it."""
+
+    profile: str
+    config: Any
+    root: Path
+    source: str
+    synthetic: dict[str, Any]
+    test_sets: dict[str, Path]
+
+    @property
+    def task(self) -> str:
+        return self.config.data.task
+
+    @property
+    def label(self) -> str:
+        """``"synthetic polyp data"`` with a warning for synthetic data, for captions and table titles."""
+        warning = " (SYNTHETIC data: not comparable with the paper)" if self.source == "synthetic" else ""
+        return f"{self.source} {self.task} data{warning}"
+
+
+def prepare_data(profile: str, device: torch.device | str, *, data_root: str | os.PathLike | None = None,
+                 seed: int = 0, progress: bool = False, **synthetic: Any) -> NotebookData:
+    """The notebooks' one data-setup call: resolve ``profile`` (``"auto"`` allowed) for ``device``, apply the
+    data rule of :func:`synthetic_defaults` to ``data_root`` and the ``synthetic_*`` settings (``None``: the
+    profile's), then make sure the folder holds data (a real dataset is used as it is, a missing or empty one gets
+    the synthetic set of ``seed``). Prints what it chose in two lines.
+
+    >>> data = nbu.prepare_data(profile, dev, data_root=data_root, seed=synthetic_seed, synthetic_n=synthetic_n,
+    ...                         synthetic_n_test=synthetic_n_test, synthetic_size=synthetic_size,
+    ...                         synthetic_difficulty=synthetic_difficulty)
+    """
+    import time
+
+    from ..config import get_profile, resolve_profile
+    from ..data import SegmentationFolder, find_test_sets
+    from ..data import synthetic as synthetic_data
+
+    profile, why = resolve_profile(profile, device)
+    print(f"profile {profile!r} ({why})")
+    cfg = get_profile(profile)
+    task = cfg.data.task
+    data_root, syn = synthetic_defaults(cfg, data_root, seed=seed, task=task, **synthetic)
+    began = time.perf_counter()
+    root, source = synthetic_data.ensure_dataset(
+        task, resolve_path(data_root), n=syn["synthetic_n"], seed=seed, size=syn["synthetic_size"],
+        n_test=syn["synthetic_n_test"], difficulty=syn["synthetic_difficulty"], progress=progress)
+    try:
+        test_sets = find_test_sets(root)
+    except Exception:  # noqa: BLE001 — a training-only folder: the notebook that needs test sets says so itself
+        test_sets = {}
+    sizes = {name: len(SegmentationFolder(folder)) for name, folder in test_sets.items()}
+    print(f"{source} {task} data in {shown_path(root)} ({time.perf_counter() - began:.1f} s)"
+          + (f"; test sets (images): {sizes}" if sizes else "")
+          + (" (no synthetic manifest: taken as the real data)" if source == "real" else ""))
+    return NotebookData(profile, cfg, Path(root), source, syn, test_sets)
 
 
 def load_or_train(checkpoint_path: str | os.PathLike | None, *, data_root: str | os.PathLike, profile: str,
