@@ -1,5 +1,11 @@
 """Shared test settings: headless plotting, capped threads, deterministic CPU runs."""
 import os
+import sys
+from pathlib import Path
+
+# tests/ on sys.path: test modules (imported with --import-mode=importlib) share helper modules such as
+# hostile_support.py
+sys.path.insert(0, str(Path(__file__).parent))
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OMP_NUM_THREADS", "2")

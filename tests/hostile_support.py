@@ -1,0 +1,198 @@
+"""Helpers shared by the hostile-input corpus (tests/*/test_hostile_*.py): a new user's inputs, each ending in
+the right exit code, one line that names the file or setting and what to do, no Python traceback, and nothing
+the user already had changed.
+
+The cases go through the stable entry points: the ``m2s`` command (``m2s_lib.cli.main`` in-process, and a few real
+``python -m m2s_lib.cli`` processes), the reproduction's ``main`` and the data readers. Every file is tiny
+(16-64 px) and every training run is one step of resnet18d from scratch, so the whole corpus takes seconds.
+Fixtures ``synth`` and ``ckpt`` are module-scoped: import them into a test module to use them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from m2s_lib.cli import main as m2s_main
+
+TRAIN_SMALL = ["data.size=64", "data.train_sizes=[64]", "optim.batch_size=4", "model.channels=16",
+               "run.progress=false", "run.max_steps_per_epoch=1", "data.val_fraction=0"]  # fmt: skip
+CKPT_SMALL = [
+    "data.size=64",
+    "data.train_sizes=[64]",
+    "optim.batch_size=4",
+    "model.channels=16",
+    "run.progress=false",
+    "run.max_steps_per_epoch=1",
+    "data.val_fraction=0.25",
+    "data.test_size=64",
+]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------------------------
+def digests(*roots: Path) -> dict[str, str]:
+    """sha256 of every file under ``roots`` (files or folders), keyed by path: what the user had."""
+    out = {}
+    for root in roots:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for p in files:
+            out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def _device_exists(name: str) -> bool:
+    import torch
+
+    from m2s_lib.engine.runtime import mps_available
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        return False
+    if device.type == "cuda":
+        return torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()
+    return device.type == "mps" and mps_available()
+
+
+def absent_devices(names: list[str]) -> list:
+    """Device names as parameters, skipped on a machine that has that device (a GPU machine, a Mac)."""
+    return [pytest.param(n, marks=pytest.mark.skipif(_device_exists(n), reason=f"{n} exists here")) for n in names]
+
+
+def m2s(capsys, *args) -> tuple[int, str, str]:
+    """Run ``m2s ARGS`` in-process: (exit code, stdout, stderr); never a traceback."""
+    try:
+        code = m2s_main([str(a) for a in args])
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err, out + err
+    return int(code or 0), out, err
+
+
+def error_line(err: str, command: str) -> str:
+    """The one error line of ``m2s COMMAND`` (exactly one, no traceback, not empty after the prefix)."""
+    lines = [ln for ln in err.splitlines() if ln.startswith(f"m2s {command}: error:")]
+    assert len(lines) == 1, err
+    text = lines[0].split("error:", 1)[1].strip()
+    assert text, err
+    return text
+
+
+def refused(capsys, command: str, *args, code: int = 1) -> str:
+    got, _, err = m2s(capsys, command, *args)
+    assert got == code, err
+    return error_line(err, command.split()[0] if " " in command else command)
+
+
+def png(path: Path, array: np.ndarray, **kw) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, **kw)
+    return path
+
+
+def disk(h: int = 32, w: int = 32, r: float = 8.0) -> np.ndarray:
+    yy, xx = np.mgrid[:h, :w]
+    return ((yy - h / 2) ** 2 + (xx - w / 2) ** 2) <= r * r
+
+
+def rgb(h: int = 32, w: int = 32, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def pair_folder(
+    root: Path,
+    n: int = 3,
+    size: int = 32,
+    mask=lambda m: m.astype(np.uint8) * 255,
+    image_ext: str = ".png",
+    mask_ext: str = ".png",
+) -> Path:
+    for k in range(n):
+        png(root / "images" / f"{k:03d}{image_ext}", rgb(size, size, k))
+        png(root / "masks" / f"{k:03d}{mask_ext}", mask(disk(size, size, size / 4 + k)))
+    return root
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    from m2s_lib.data.synthetic import generate
+
+    return generate("polyp", tmp_path_factory.mktemp("hostile") / "polyp", n=8, seed=3, size=64, n_test=2,
+                    progress=False, workers=1)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ckpt(synth, tmp_path_factory) -> Path:
+    """A tiny m2snet checkpoint trained for one step (resnet18d from scratch, 64 px)."""
+    out = tmp_path_factory.mktemp("ckpt") / "run"
+    assert m2s_main(["train", "--profile", "tiny", "--data-root", str(synth), "--out", str(out), "--epochs", "1",
+                     *CKPT_SMALL]) == 0  # fmt: skip
+    return out / "best.pt"
+
+
+def _test_set_tree(src: Path) -> Path:
+    for k in range(2):
+        png(src / "TestDataset" / "Kvasir" / "images" / f"{k}.png", rgb(16, 16, k))
+        png(src / "TestDataset" / "Kvasir" / "masks" / f"{k}.png", disk(16, 16, 4).astype(np.uint8) * 255)
+    return src
+
+
+def _zip(src: Path, out: Path, extra: dict[str, bytes] | None = None) -> Path:
+    with zipfile.ZipFile(out, "w") as zf:
+        for p in sorted(src.rglob("*")):
+            if p.is_file():
+                zf.write(p, p.relative_to(src).as_posix())
+        for name, data in (extra or {}).items():
+            zf.writestr(zipfile.ZipInfo(name), data)
+    return out
+
+
+def _tar(src: Path, out: Path, extra: dict[str, bytes] | None = None, mode: str = "w:gz") -> Path:
+    with tarfile.open(out, mode) as tf:
+        for p in sorted(src.rglob("*")):
+            if p.is_file():
+                tf.add(p, p.relative_to(src).as_posix())
+        for name, data in (extra or {}).items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return out
+
+
+def _archive(kind: str, tmp_path: Path) -> Path:
+    src = _test_set_tree(tmp_path / "src")
+    if kind == "truncated zip":  # failure 5
+        full = _zip(src, tmp_path / "full.zip").read_bytes()
+        (tmp_path / "test.zip").write_bytes(full[: len(full) // 2])
+        return tmp_path / "test.zip"
+    if kind == "truncated tar.gz":
+        full = _tar(src, tmp_path / "full.tgz").read_bytes()
+        (tmp_path / "test.tar.gz").write_bytes(full[: len(full) // 2])
+        return tmp_path / "test.tar.gz"
+    if kind == "tar with ../ member":  # failure 6
+        return _tar(src, tmp_path / "test.tar.gz", {"../escaped.txt": b"outside"})
+    if kind == "tar with absolute member":
+        return _tar(src, tmp_path / "test.tar.gz", {str(tmp_path / "absolute.txt"): b"outside"})
+    if kind == "plain tar with ../ member":
+        return _tar(src, tmp_path / "test.tar", {"TestDataset/../../escaped.txt": b"outside"}, mode="w")
+    if kind == "zip with ../ member":
+        return _zip(src, tmp_path / "test.zip", {"../escaped.txt": b"outside"})
+    if kind == "zip with absolute member":
+        return _zip(src, tmp_path / "test.zip", {"/tmp/absolute.txt": b"outside"})
+    if kind == "text file":
+        (tmp_path / "test.zip").write_text("not an archive")
+        return tmp_path / "test.zip"
+    if kind == "html page":
+        (tmp_path / "test.zip").write_text("<!DOCTYPE html><html>quota exceeded</html>")
+        return tmp_path / "test.zip"
+    raise AssertionError(kind)
