@@ -3,6 +3,7 @@
     m2s ablations run                                   # the default CPU study (make ablations), runs/ablations/cpu
     m2s ablations run --preset paper --data-root data/polyp --device cuda     # the full tables on a GPU
     m2s ablations run --seeds 0 1 2 3 4                 # add seeds to a finished study (finished runs are kept)
+    m2s ablations run --preset budget --jobs 2          # M2SNet w/o L_f vs MSNet at 300-2400 steps (hours)
     m2s ablations report runs/ablations/cpu             # tables, verdicts and figure from the finished runs
     m2s ablations list                                  # variants and the paper's claims
 """
@@ -26,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = p.add_subparsers(dest="ablations_command", metavar="ACTION")
 
     r = s.add_parser("run", help="train the unfinished (variant, seed) runs, then write the report")
-    r.add_argument("--preset", default="cpu", help="cpu (default: 2 CPU cores, about 20 minutes), early, paper, smoke")
+    r.add_argument("--preset", default="cpu", help="cpu (default: 2 CPU cores, about 20 minutes), early, paper, smoke; "
+                   "budget (one comparison at several training budgets), budget-smoke")
     r.add_argument("--profile", default=None, help="configuration profile (default: the preset's)")
     r.add_argument("--variants", nargs="+", default=None, help="variant keys (m2s ablations list)")
     r.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (default 0 1 2)")
@@ -35,12 +37,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the profile's, auto)")
     r.add_argument("--jobs", type=positive_int, default=1, help="processes training runs side by side (default 1)")
     r.add_argument("--threads", type=positive_int, default=None, help="torch threads per process (default: cores / jobs)")
+    r.add_argument("--reuse", nargs="+", default=None, metavar="FOLDER",
+                   help="study folders whose runs of the same configuration are copied, not trained (default for "
+                   "a budget preset: its base preset's folder, e.g. runs/ablations/cpu)")
     r.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides common to every variant")
     r.set_defaults(func=run_ablations)
 
-    g = s.add_parser("report", help="write REPORT.md, summary.csv, comparisons.csv and ablations.png")
+    g = s.add_parser("report", help="write REPORT.md, summary.csv, comparisons.csv and ablations.png (a budget "
+                     "study: REPORT.md, budget.csv and budget.png)")
     g.add_argument("out", help="study folder")
     g.set_defaults(func=report_ablations)
 
@@ -58,15 +64,46 @@ def _worker_argv(args: argparse.Namespace, out: str, threads: int) -> list[str]:
         argv += ["--variants", *args.variants]
     if args.seeds:
         argv += ["--seeds", *map(str, args.seeds)]
+    if args.reuse:
+        argv += ["--reuse", *args.reuse]
     return argv + (["--", *args.overrides] if args.overrides else [])  # after `--`: never read as variants or seeds
+
+
+def _study_runner(args: argparse.Namespace, overrides: dict, out: str):
+    """A callable that trains the chosen preset's study into ``out`` (a budget preset: one study per budget)."""
+    from ..engine.study import run_study, study_spec
+    from ..engine.study_budget import BUDGET_PRESETS, budget_specs, run_budget_study
+
+    progress = not args.no_progress
+    if args.preset in BUDGET_PRESETS:
+        specs = budget_specs(args.preset, profile=args.profile, variants=args.variants, seeds=args.seeds,
+                             overrides=overrides)
+        reuse = args.reuse if args.reuse is not None else [DEFAULT_OUT.format(preset=BUDGET_PRESETS[args.preset].base)]
+        return lambda: run_budget_study(args.preset, out, specs=specs, reuse=reuse, device=args.device,
+                                        progress=progress)
+    spec = study_spec(args.preset, profile=args.profile, variants=args.variants, seeds=args.seeds,
+                      overrides=overrides)
+    return lambda: run_study(spec, out, device=args.device, progress=progress, reuse=args.reuse or ())
+
+
+def _write_report(out: str):
+    """The report of the study in ``out`` (a budget study's own report when ``out`` holds one)."""
+    from ..engine.study_budget import is_budget_study
+
+    if is_budget_study(out):
+        from ..engine.study_budget_report import write_budget_report
+
+        return write_budget_report(out)
+    from ..engine.study_report import write_report
+
+    return write_report(out)
 
 
 def run_ablations(args: argparse.Namespace) -> int:
     import torch
 
     from ..config import ConfigError, parse_overrides
-    from ..engine.study import StudyError, run_study, study_spec
-    from ..engine.study_report import write_report
+    from ..engine.study import StudyError
 
     jobs = max(1, int(args.jobs))
     threads = args.threads or max(1, (os.cpu_count() or 1) // jobs)
@@ -81,8 +118,7 @@ def run_ablations(args: argparse.Namespace) -> int:
         overrides = dict(parse_overrides(args.overrides))
         if args.data_root:
             overrides["data.root"] = args.data_root
-        spec = study_spec(args.preset, profile=args.profile, variants=args.variants, seeds=args.seeds,
-                          overrides=overrides)
+        run = _study_runner(args, overrides, out)
     except (ConfigError, StudyError) as err:
         print(f"m2s ablations: {err}", file=sys.stderr)
         return 2
@@ -91,7 +127,7 @@ def run_ablations(args: argparse.Namespace) -> int:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         children = [subprocess.Popen(_worker_argv(args, out, threads), env=env) for _ in range(jobs - 1)]
     try:
-        run_study(spec, out, device=args.device, progress=not args.no_progress)
+        run()
     except StudyError as err:
         print(f"m2s ablations: {err}", file=sys.stderr)
         return 2
@@ -102,21 +138,20 @@ def run_ablations(args: argparse.Namespace) -> int:
     if any(codes):
         print(f"m2s ablations: a worker process failed (exit codes {codes}); run the same command again to "
               "finish the remaining runs", file=sys.stderr)
-    paths = write_report(out)
+    paths = _write_report(out)
     print(f"report: {paths['markdown']}")
     return 1 if any(codes) else 0
 
 
 def report_ablations(args: argparse.Namespace) -> int:
-    from ..engine.study_report import write_report
-
-    paths = write_report(args.out)
+    paths = _write_report(args.out)
     print(paths["markdown"].read_text())
     return 0
 
 
 def list_ablations(args: argparse.Namespace) -> int:
     from ..engine.study import COMPARISONS, PRESETS, VARIANTS
+    from ..engine.study_budget import BUDGET_PRESETS
 
     print("variants (key: table, label, changes):")
     for v in VARIANTS.values():
@@ -127,4 +162,6 @@ def list_ablations(args: argparse.Namespace) -> int:
         sign = {1: ">", -1: "<", 0: "≈"}[c.direction]
         print(f"  {c.table:<10} {c.variant} {sign} {c.baseline}: {c.claim}")
     print("presets: " + "; ".join(f"{k}: {', '.join(p['variants'])} × seeds {p['seeds']}" for k, p in PRESETS.items()))
+    print("budget presets: " + "; ".join(f"{k}: {', '.join(b.variants)} × seeds {list(b.seeds)} at {list(b.steps)} "
+                                         f"steps ({b.base} recipe)" for k, b in BUDGET_PRESETS.items()))
     return 0

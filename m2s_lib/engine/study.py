@@ -40,7 +40,7 @@ import yaml
 from ..atomic import write_text
 
 __all__ = ["Variant", "Comparison", "VARIANTS", "COMPARISONS", "PRESETS", "StudySpec", "StudyError",
-           "study_spec", "variant_config", "fingerprint", "read_results", "run_study",
+           "study_spec", "variant_config", "fingerprint", "read_results", "run_study", "adopt_runs",
            "lossnet_weights_note"]
 
 METRICS = ("mDice", "mIoU", "MAE")
@@ -265,14 +265,16 @@ def _pending(spec: StudySpec, done: pd.DataFrame, keys: Sequence[str], seeds: Se
 
 
 def run_study(spec: StudySpec, out: str | os.PathLike, *, device: str | None = None, progress: bool = True,
-              log: Callable[[str], None] = print, max_runs: int | None = None) -> pd.DataFrame:
+              log: Callable[[str], None] = print, max_runs: int | None = None,
+              reuse: Sequence[str | os.PathLike] = ()) -> pd.DataFrame:
     """Train and score every unfinished (variant, seed) of ``spec`` into ``out``; returns all finished runs.
 
     Several processes may work on the same folder at once (``m2s ablations run --jobs 2``): each claims its next
     run with a claim file (``claims/<variant>-s<seed>.pid``; a claim of a process that no longer runs is taken
     over) and appends its row under a file lock. ``max_runs`` stops after that many new runs (tests; a later call
-    continues). Each finished run is appended to ``runs.csv`` at once (atomic rewrite), so an interruption loses at
-    most the runs in progress.
+    continues). ``reuse``: study folders whose runs of the same fingerprint are copied, not trained
+    (:func:`adopt_runs`). Each finished run is appended to ``runs.csv`` at once (atomic rewrite), so an
+    interruption loses at most the runs in progress.
     """
     from tqdm.auto import tqdm
 
@@ -283,6 +285,9 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, device: str | None = N
         _prepare_folder(out, spec)
     if device:
         spec.overrides = {**spec.overrides, "run.device": device}
+    copied = adopt_runs(out, spec, reuse)
+    if copied:
+        log(f"{out}: {len(copied)} run(s) of the same fingerprint copied from {', '.join(map(str, reuse))}")
     jobs = _pending(spec, read_results(out), spec.variants, spec.seeds)
     skipped = len(spec.variants) * len(spec.seeds) - len(jobs)
     if skipped:
@@ -318,17 +323,47 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, device: str | None = N
 
 
 def _record(out: Path, row: dict[str, Any]) -> None:
-    """Add a finished run to ``runs.csv``. An earlier row of the same (variant, seed), trained under another
-    fingerprint (other code or seeding scheme), is moved to ``superseded.csv`` rather than kept beside it."""
+    """Add a finished run to ``runs.csv`` (under the folder's lock; see :func:`_append_row`)."""
     with _locked(out):
-        done = read_results(out)
-        same = (done["variant"].astype(str) == row["variant"]) & (done["seed"].astype(int) == int(row["seed"]))
-        if same.any():
-            old = out / "superseded.csv"
-            kept = pd.read_csv(old) if old.is_file() else pd.DataFrame()
-            write_text(old, pd.concat([kept, done[same]], ignore_index=True).to_csv(index=False))
-        done = pd.concat([done[~same], pd.DataFrame([row])], ignore_index=True)
-        write_text(out / "runs.csv", done.to_csv(index=False))
+        _append_row(out, row)
+
+
+def _append_row(out: Path, row: dict[str, Any]) -> None:
+    """Add a row to ``runs.csv`` (the caller holds the lock). An earlier row of the same (variant, seed), trained
+    under another fingerprint (other code or seeding scheme), is moved to ``superseded.csv``, not kept beside it."""
+    done = read_results(out)
+    same = (done["variant"].astype(str) == row["variant"]) & (done["seed"].astype(int) == int(row["seed"]))
+    if same.any():
+        old = out / "superseded.csv"
+        kept = pd.read_csv(old) if old.is_file() else pd.DataFrame()
+        write_text(old, pd.concat([kept, done[same]], ignore_index=True).to_csv(index=False))
+    done = pd.concat([done[~same], pd.DataFrame([row])], ignore_index=True)
+    write_text(out / "runs.csv", done.to_csv(index=False))
+
+
+def adopt_runs(out: str | os.PathLike, spec: StudySpec, sources: Sequence[str | os.PathLike]) -> list[str]:
+    """Copy into ``out`` the finished runs of other study folders that this study would train with exactly the same
+    fingerprint (same variant, seed and everything that decides the result), with their ``steps/`` logs, instead of
+    training them again. Their rows keep their scores and times and name their folder in ``reused_from``.
+    Returns ``"<variant> seed <seed>"`` of each run copied; sources that hold no study are skipped."""
+    out = Path(out)
+    copied = []
+    with _locked(out):
+        wanted = {(k, s, fp) for k, s, _, fp in _pending(spec, read_results(out), spec.variants, spec.seeds)}
+        for src in map(Path, sources):
+            if not (src / "runs.csv").is_file() or src.resolve() == out.resolve():
+                continue
+            for row in read_results(src).to_dict("records"):
+                key = (str(row["variant"]), int(row["seed"]), str(row["fingerprint"]))
+                if key not in wanted:
+                    continue
+                log_file = src / "steps" / f"{key[0]}-s{key[1]}.csv"
+                if log_file.is_file():
+                    write_text(out / "steps" / log_file.name, log_file.read_text())
+                _append_row(out, {**row, "reused_from": str(src)})
+                wanted.discard(key)
+                copied.append(f"{key[0]} seed {key[1]}")
+    return copied
 
 
 def _finished(done: pd.DataFrame) -> set[tuple[str, int, str]]:
