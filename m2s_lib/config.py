@@ -136,7 +136,7 @@ class DataConfig:
     synthetic_n_test: int = 100
     synthetic_size: int = TEST_SIZE
     synthetic_seed: int = 0
-    synthetic_difficulty: str = "realistic"  # polyp only: "realistic" or "teaching" (m2s_lib.synthetic.polyp_style)
+    synthetic_difficulty: str = "realistic"  # polyp only: "realistic" or "teaching" (m2s_lib.data.synthetic.polyp_style)
 
     @property
     def eval_size(self) -> int:
@@ -160,7 +160,7 @@ class OptimConfig:
     ``encoder_lr_ratio × lr`` (paper: 0.005 and 0.05). ``schedule``: ``triangular`` (``lr·(1 − |2(e+1)/(E+1) − 1|)``,
     the authors' formula) or ``constant``; ``schedule_unit``: ``epoch`` (the authors') or ``step`` (the same
     triangle, updated every optimiser step). ``warmup_fraction``: where the triangle peaks (0.5, the authors'; a
-    smaller value gives a short warm-up and a long decay, ``m2s_lib.train.lr_factor``). ``batch_size`` is the global batch (divided among DDP processes).
+    smaller value gives a short warm-up and a long decay, ``m2s_lib.engine.optim.lr_factor``). ``batch_size`` is the global batch (divided among DDP processes).
     ``nesterov``: the authors' script uses Nesterov momentum. ``grad_clip``: max gradient norm, 0 = off.
     ``optimizer``: ``sgd`` (the paper) or ``adamw`` (not the paper's: converges faster from random initialisation,
     used by the CPU ``tiny`` profile; ``momentum`` and ``nesterov`` are then unused).

@@ -2,7 +2,7 @@
 
 * the layers, bottom to top, and no import pointing up: foundation (``constants``, ``atomic``) < the paper
   (``subtraction``, ``mmsm``, ``model``, ``losses``, ``metrics``, ``backbones``, ``profiling``) < ``data`` <
-  the settings (``profiles``, ``config``) < ``engine`` < ``teaching`` < ``cli`` < the re-export shims kept at old import paths;
+  the settings (``profiles``, ``config``) < ``engine`` < ``teaching`` < ``cli``;
 * no import cycle among ``m2s_lib`` modules, counting imports inside functions;
 * one home for each rule: the dataset facts, device selection, seeding, checkpoint reading, overlay drawing;
 * size limits: no module over 600 lines, no function over 80.
@@ -27,9 +27,6 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("engine", ("m2s_lib.engine", "m2s_lib.engine.*")),
     ("teaching", ("m2s_lib.teaching", "m2s_lib.teaching.*")),
     ("cli", ("m2s_lib.cli", "m2s_lib.cli.*")),
-    # Old import paths that notebooks and users' code use: re-exports only; nothing inside the package imports them.
-    ("shims", ("m2s_lib.train", "m2s_lib.evaluate", "m2s_lib.viz", "m2s_lib.widgets", "m2s_lib.gradcam",
-               "m2s_lib.notebook_utils", "m2s_lib.synthetic", "m2s_lib.download", "m2s_lib.reproduce")),
 )
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80

@@ -13,8 +13,9 @@ __all__ = ["build_parser", "image_side", "main", "positive_int"]
 
 # Modules that add sub-commands (each has ``register(subparsers)``), in the order they appear in ``--help``.
 COMMAND_MODULES = ("m2s_lib.cli.data", "m2s_lib.cli.train", "m2s_lib.cli.evaluate", "m2s_lib.cli.predict",
+                   "m2s_lib.cli.score",
                    "m2s_lib.cli.profile", "m2s_lib.cli.site", "m2s_lib.cli.course",
-                   "m2s_lib.cli.ablations")
+                   "m2s_lib.cli.ablations", "m2s_lib.cli.reproduce")
 
 
 def _whole_number(text: str) -> int:

@@ -14,11 +14,12 @@ import os
 import subprocess
 import sys
 
+from ..constants import runs_path
 from . import positive_int
 
 __all__ = ["register", "run_ablations", "report_ablations", "list_ablations"]
 
-DEFAULT_OUT = "runs/ablations/{preset}"
+DEFAULT_OUT = str(runs_path("ablations", "{preset}"))
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 from torch.utils.data import Subset
 
 from ..config import Config
+from ..constants import in_repo
 from ..data.folders import SegmentationFolder
 from ..data.layout import resolve_train_root
 from ..data.splits import busi_folds
@@ -30,7 +31,7 @@ def resolve_data_root(cfg: Config, log: Callable[[str], None] = print) -> Path:
             )
         return root
     n_test = d.synthetic_n_test if d.task != "busi" else None
-    root = d.synthetic_root()
+    root = in_repo(d.synthetic_root())  # a relative synthetic_dir (runs/data) lies under the repository root
     rank, _, _ = distributed_info()
     if rank == 0:
         log(f"no data root given: using synthetic {d.task} data in {root}")

@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 
 from ..atomic import write_bytes, write_text
+from ..constants import runs_path
 from .stats import LOWER_IS_BETTER, NOT_RESOLVED, paired_difference, summarise, verdict
 from .study import COMPARISONS, METRICS, VARIANTS, StudySpec, read_results, variant_config
 
@@ -328,9 +329,9 @@ def write_report(out: str | os.PathLike) -> dict[str, Path]:
     return paths
 
 
-def latest_study(root: str | os.PathLike = "runs/ablations") -> Path | None:
+def latest_study(root: str | os.PathLike | None = None) -> Path | None:
     """The study folder under ``root`` whose ``runs.csv`` changed last, smoke studies left out (None: none)."""
-    found = sorted(Path(root).glob("*/runs.csv"), key=lambda p: p.stat().st_mtime)
+    found = sorted(Path(root or runs_path("ablations")).glob("*/runs.csv"), key=lambda p: p.stat().st_mtime)
     found = [p.parent for p in found if (spec := _read_spec(p.parent)) is not None and spec.preset != "smoke"
              and spec.stop_after_epoch is None]  # neither smoke runs nor cut (early-training) runs
     return found[-1] if found else None

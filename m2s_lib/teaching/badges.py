@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+from ..constants import repo_root
 from . import nbcheck
 from .nbcheck import discover_notebooks
 
@@ -38,7 +39,7 @@ __all__ = [
     "sync_notebooks",
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = repo_root()
 NOTEBOOK_DIR = ROOT / "notebooks"
 BRANCH = "main"  # the branch the badges open
 BADGES_TAG = "badges"

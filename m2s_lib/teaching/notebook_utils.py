@@ -1,6 +1,6 @@
 """Small helpers shared by the notebooks: device choice, seeding, environment report, run outputs, toy inputs.
 
-Nothing here is needed by the library itself; the notebooks import it as ``import m2s_lib.notebook_utils as nbu``.
+Nothing here is needed by the library itself; the notebooks import it as ``import m2s_lib.teaching.notebook_utils as nbu``.
 
 Run outputs: every notebook has a ``run_dir`` parameter. ``None`` (the interactive default) shows figures and
 tables only; a folder (absolute, or relative to the repository root — never to the notebook's working directory)
@@ -364,7 +364,7 @@ def load_or_train(checkpoint_path: str | os.PathLike | None, *, data_root: str |
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Toy inputs for the foundation notebooks (the datasets live in m2s_lib.synthetic / m2s_lib.data)
+# Toy inputs for the foundation notebooks (the datasets live in m2s_lib.data and m2s_lib.data.synthetic)
 # ---------------------------------------------------------------------------------------------------------------
 def _smooth_noise(size: int, generator: torch.Generator, scale: int) -> torch.Tensor:
     coarse = torch.rand(1, 1, max(2, size // scale), max(2, size // scale), generator=generator)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text
-from .notebook_utils import repo_root
+from ..constants import repo_root, runs_path
 
 __all__ = ["TARGET_DICE", "clock", "environment", "load_average", "write_report"]
 
@@ -132,7 +132,7 @@ def _ablation_lines() -> list[str]:
     """The latest `make ablations` study (``runs/ablations``): per-variant table and the paper's claims."""
     from ..engine.study_report import comparison_lines, latest_study, study_tables, wide_summary
 
-    where = latest_study(repo_root() / "runs" / "ablations")
+    where = latest_study(runs_path("ablations"))
     if where is None:
         return ["_No `make ablations` study in runs/ablations yet: run `make ablations` (about an hour on two cores) "
                 "for Tables 9–11 with seeds and confidence intervals._", ""]

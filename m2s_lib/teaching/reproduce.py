@@ -1,4 +1,4 @@
-"""``python -m m2s_lib.reproduce`` (``make reproduce``): run every notebook headlessly and write a report.
+"""``m2s reproduce`` (``make reproduce``): run every notebook headlessly and write a report.
 
 What it does, in order:
 
@@ -10,7 +10,7 @@ What it does, in order:
    (:data:`REPRODUCE_PARAMETERS`, :data:`PROFILE_PARAMETERS`) — all notebooks share one run folder, so notebooks 07
    and 08 evaluate the checkpoint that notebook 06 trained;
 3. writes ``runs/<timestamp>/``: the executed notebooks, each notebook's figures and tables
-   (``<run>/<notebook>/``, see :class:`m2s_lib.notebook_utils.NotebookOutputs`), ``REPORT.md`` and a
+   (``<run>/<notebook>/``, see :class:`m2s_lib.teaching.notebook_utils.NotebookOutputs`), ``REPORT.md`` and a
    self-contained ``REPORT.html`` (environment first, then the polyp table, then every table and figure in
    notebook order), and ``reproduce.json`` (settings, status and time of every notebook);
 4. points ``runs/latest`` at it (a relative symlink, replaced atomically).
@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text
+from ..constants import repo_root, runs_path
 from . import nbcheck
-from .notebook_utils import repo_root
 from .report import TARGET_DICE, clock, environment, load_average, write_report
 
 __all__ = [
@@ -192,7 +192,7 @@ def notebook_parameters(
         raise ParameterError(f"{notebook.name} has no `parameters` cell: tag its first code cell `parameters`")
     out = {k: _resolve(v, context) for k, v in COMMON_PARAMETERS.items() if k in params}
     layers = [
-        (REPRODUCE_PARAMETERS.get(notebook.name, {}), "REPRODUCE_PARAMETERS in m2s_lib/reproduce.py"),
+        (REPRODUCE_PARAMETERS.get(notebook.name, {}), "REPRODUCE_PARAMETERS in m2s_lib/teaching/reproduce.py"),
         (PROFILE_PARAMETERS.get(profile, {}).get(notebook.name, {}), f"PROFILE_PARAMETERS[{profile!r}]"),
         (extra or {}, "command-line parameters"),
     ]
@@ -267,12 +267,26 @@ def link_latest(run_dir: Path) -> Path:
 
 
 def run_notebook(notebook: Path, executed: Path, parameters: Mapping[str, Any], progress: bool) -> None:
+    import tempfile
+
     import papermill
 
-    papermill.execute_notebook(
-        str(notebook), str(executed), parameters=dict(parameters), kernel_name=KERNEL_NAME, language="python",
-        cwd=str(NOTEBOOK_DIR), execution_timeout=CELL_TIMEOUT, progress_bar=progress, log_output=False,
-    )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="m2s-kernel-") as sockets:
+        papermill.execute_notebook(
+            str(notebook), str(executed), parameters=dict(parameters), kernel_name=KERNEL_NAME, language="python",
+            cwd=str(NOTEBOOK_DIR), execution_timeout=CELL_TIMEOUT, progress_bar=progress, log_output=False,
+            config=kernel_transport(sockets),
+        )  # fmt: skip
+
+
+def kernel_transport(folder: str | os.PathLike):
+    """The kernel's transport: local sockets in ``folder`` (IPC) where the system has them, so that nothing travels
+    over TCP in plain text (and ipykernel has no reason to warn about it); TCP on Windows, which has no IPC."""
+    from traitlets.config import Config
+
+    if os.name == "nt":
+        return Config()
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(Path(folder) / "kernel")}})
 
 
 def _failure_details(err: Exception, executed: Path) -> dict[str, Any]:
@@ -298,18 +312,22 @@ def _select(notebooks: Sequence[Path], spec: str | None) -> list[Path]:
     return [p for p in notebooks if p in chosen]
 
 
+DESCRIPTION = "Run every notebook with papermill on a profile and write runs/<timestamp>/REPORT.md."
+EPILOG = ("Examples: `m2s reproduce` (tiny, offline, CPU); `m2s reproduce --profile paper-polyp --data-root data/polyp "
+          "--device cuda`; `m2s reproduce --notebooks 06,07 -p 06:epochs=2`.")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m m2s_lib.reproduce",
-        description="Run every notebook with papermill on a profile and write runs/<timestamp>/REPORT.md.",
-        epilog="Examples: `python -m m2s_lib.reproduce` (tiny, offline, CPU); `python -m m2s_lib.reproduce --profile "
-               "paper-polyp --data-root data/polyp --device cuda`; `--notebooks 06,07 -p 06:epochs=2`.",
-    )  # fmt: skip
+    return add_arguments(argparse.ArgumentParser(prog="m2s reproduce", description=DESCRIPTION, epilog=EPILOG))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``m2s reproduce`` (added to ``p``, which is returned)."""
     p.add_argument("--profile", default=None, help="configuration profile (default tiny; polyp profiles only)")
     p.add_argument("--data-root", default=None, help="polyp dataset root (default: the profile's synthetic data)")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, mps")
-    p.add_argument("--out", default=None, help="folder of the run folders (default runs/)")
-    p.add_argument("--data-dir", default=None, help="where synthetic data is generated (default runs/data)")
+    p.add_argument("--out", default=None, help="folder of the run folders (default: runs/ at the repository root)")
+    p.add_argument("--data-dir", default=None, help="where synthetic data is generated (default: runs/data at the repository root)")
     p.add_argument("--notebooks", default=None, help="comma-separated subset, by number or name (default: all)")
     p.add_argument("-p", "--parameter", action="append", default=[], metavar="NB:NAME=VALUE",
                    help="extra notebook parameter, YAML value (repeatable), e.g. -p 06:epochs=3")  # fmt: skip
@@ -421,7 +439,11 @@ def _run_notebooks(selected: list[Path], profile: str, context: dict, extra: dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    return run(_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """``m2s reproduce`` with parsed options (:func:`add_arguments`); returns the exit status."""
     start = time.perf_counter()
     notebooks = nbcheck.discover_notebooks(NOTEBOOK_DIR)
     if not notebooks:
@@ -431,8 +453,8 @@ def main(argv: list[str] | None = None) -> int:
         run_dir, previous = _resume_arguments(args)  # a resumed run keeps its own settings
         profile = args.profile or "tiny"
         device = args.device or "auto"
-        out_base = Path(args.out or ROOT / "runs").expanduser().resolve()
-        data_dir = args.data_dir or str(ROOT / "runs" / "data")
+        out_base = Path(args.out or runs_path()).expanduser().resolve()
+        data_dir = args.data_dir or str(runs_path("data"))
         selected, extra = _check_settings(args, notebooks, profile, device, out_base)
         data_root, data_info = resolve_data(profile, args.data_root, data_dir)
     except (ValueError, FileNotFoundError, RuntimeError) as err:  # ParameterError, ConfigError, DeviceError: a bad
@@ -470,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         nb, entry = failed
         print(f"\nreproduce: FAILED in {nb} at cell {entry.get('cell')}: {entry.get('error')}\n"
               f"{entry.get('traceback', '')}\nexecuted copy (traceback in place): {entry['executed']}\n"
-              f"continue after fixing: python -m m2s_lib.reproduce --resume {run_dir}", file=sys.stderr)
+              f"continue after fixing: m2s reproduce --resume {run_dir}", file=sys.stderr)
         return 1
     print(f"reproduce: done in {clock(state['wall_s'])}; report {md} (and REPORT.html); {latest} -> {run_dir.name}")
     return 0

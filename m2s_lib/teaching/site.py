@@ -33,12 +33,13 @@ from urllib.parse import unquote
 from warnings import catch_warnings, simplefilter
 
 from ..atomic import write_text
+from ..constants import repo_root, runs_path
 from . import badges
 from .nbcheck import discover_notebooks
 
 __all__ = ["MANIFEST", "SiteError", "build_site", "figure_count", "main", "resolve_run"]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = repo_root()
 DOCS_DIR = ROOT / "docs"
 NOTEBOOK_DIR = ROOT / "notebooks"
 MANIFEST = "site.json"  # written into the site: pages, figures per notebook page, run
@@ -66,7 +67,7 @@ class SiteError(ValueError):
 # ---------------------------------------------------------------------------------------------------------------
 def resolve_run(run: str | os.PathLike | None) -> Path:
     """The run folder (symlinks such as ``runs/latest`` resolved); it must hold executed ``NN_*.ipynb`` files."""
-    path = Path(run).expanduser() if run is not None else ROOT / "runs" / "latest"
+    path = Path(run).expanduser() if run is not None else runs_path("latest")
     if not path.is_absolute():
         path = Path.cwd() / path
     if not path.exists():

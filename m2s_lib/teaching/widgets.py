@@ -1,6 +1,6 @@
 """ipywidgets wiring for notebook 08: an explorer of the M2SNet feature pyramid (Fig. 8) with Grad-CAM.
 
-Only wiring lives here; every picture comes from ``m2s_lib.viz`` / ``m2s_lib.gradcam``.
+Only wiring lives here; every picture comes from ``m2s_lib.teaching.viz`` / ``m2s_lib.teaching.gradcam``.
 
 ``FeatureExplorer(model, dataset)`` shows one figure (input + mask, the selected feature map, a Grad-CAM overlay
 or the prediction) driven by controls for the image, level i, order n (or ``CE``), MSU scale (unit output, the

@@ -1,14 +1,16 @@
-"""m2s_lib.evaluate: predictions at original size, scores equal to re-scoring the written PNGs, tables, loading."""
+"""m2s_lib.engine.evaluate and m2s_lib.engine.predict: predictions at original size, scores equal to re-scoring the written PNGs, tables, loading."""
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from PIL import Image
 
-from m2s_lib import evaluate as E
 from m2s_lib.backbones import CheckpointMismatchError
 from m2s_lib.config import load_config
 from m2s_lib.data import find_test_sets, load_mask
+from m2s_lib.engine import evaluate as E
+from m2s_lib.engine.checkpoint import load_model
+from m2s_lib.engine.predict import overlay, predict_files
 from m2s_lib.engine.trainer import Trainer
 from m2s_lib.metrics import PolypMetrics
 
@@ -70,24 +72,24 @@ def test_authors_protocol_and_set_selection(run, tmp_path):
 
 def test_load_model_names_architecture_mismatches(run, tmp_path):
     _, ckpt, _ = run
-    model, cfg = E.load_model(ckpt, device="cpu")
+    model, cfg = load_model(ckpt, device="cpu")
     assert cfg.model.encoder_name == "resnet18d" and not model.training
     with pytest.raises(CheckpointMismatchError, match="model.name: checkpoint 'm2snet', expected 'msnet'"):
-        E.load_model(ckpt, device="cpu", model="msnet")
+        load_model(ckpt, device="cpu", model="msnet")
     foreign = tmp_path / "foreign.pth"
     torch.save({"conv.weight": torch.zeros(1)}, foreign)
     with pytest.raises(CheckpointMismatchError, match="neither an m2s training checkpoint nor the authors'"):
-        E.load_model(foreign, device="cpu", encoder_name="resnet18d")
+        load_model(foreign, device="cpu", encoder_name="resnet18d")
     with pytest.raises(FileNotFoundError):
-        E.load_model(tmp_path / "nope.pt")
+        load_model(tmp_path / "nope.pt")
 
 
 def test_predict_files_writes_masks_and_overlays_at_original_size(run, tmp_path):
     root, ckpt, _ = run
-    model, cfg = E.load_model(ckpt, device="cpu")
+    model, cfg = load_model(ckpt, device="cpu")
     folder = find_test_sets(root)["CVC-300"]
     single = sorted((find_test_sets(root)["Kvasir"] / "images").iterdir())[0]
-    df = E.predict_files(model, [folder, single], tmp_path, size=64, progress=False)
+    df = predict_files(model, [folder, single], tmp_path, size=64, progress=False)
     assert len(df) == 3 and (tmp_path / "predictions.csv").is_file()
     for _, row in df.iterrows():
         mask = np.asarray(Image.open(row["mask"]))
@@ -96,14 +98,14 @@ def test_predict_files_writes_masks_and_overlays_at_original_size(run, tmp_path)
         assert over.shape == (row["height"], row["width"], 3)
     assert df["name"].tolist() == ["0001", "0002", "0001-2"]  # same file names from two folders
     with pytest.raises(FileNotFoundError):
-        E.predict_files(model, [tmp_path / "missing.png"], tmp_path, progress=False)
+        predict_files(model, [tmp_path / "missing.png"], tmp_path, progress=False)
 
 
 def test_overlay_tints_only_the_mask():
     img = np.full((10, 10, 3), 100, np.uint8)
     mask = np.zeros((10, 10), bool)
     mask[3:7, 3:7] = True
-    out = E.overlay(img, mask)
+    out = overlay(img, mask)
     assert (out[~mask] == 100).all() and (out[mask] != 100).any()
 
 

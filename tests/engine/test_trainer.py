@@ -1,4 +1,4 @@
-"""m2s_lib.train: schedule, checkpoints, exact resume, refusals, non-finite loss, DDP with two gloo processes."""
+"""m2s_lib.engine.trainer: schedule, checkpoints, exact resume, refusals, non-finite loss, DDP with two gloo processes."""
 import math
 import os
 import subprocess

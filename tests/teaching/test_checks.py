@@ -146,7 +146,7 @@ NB06 = ROOT / "notebooks" / "06_training.ipynb"
 
 @pytest.fixture(scope="module")
 def polyp_root(tmp_path_factory) -> Path:
-    from m2s_lib.synthetic import ensure_synthetic
+    from m2s_lib.data.synthetic import ensure_synthetic
 
     return ensure_synthetic("polyp", tmp_path_factory.mktemp("nb06") / "polyp", 8, seed=0, size=64, n_test=2,
                             progress=False)  # fmt: skip

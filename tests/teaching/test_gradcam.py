@@ -1,4 +1,4 @@
-"""m2s_lib.gradcam: layer names → modules, and Grad-CAM maps of a model trained for one SGD step."""
+"""m2s_lib.teaching.gradcam: layer names → modules, and Grad-CAM maps of a model trained for one SGD step."""
 from __future__ import annotations
 
 import types

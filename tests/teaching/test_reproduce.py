@@ -1,4 +1,5 @@
-"""``python -m m2s_lib.reproduce`` (``make reproduce``): parameter tables, refusals, and one small run end to end.
+"""``m2s reproduce`` (``make reproduce``): parameter tables, refusals, the kernel transport, and one small run end
+to end.
 
 The end-to-end test runs notebooks 06 and 07 only, with the CI values of ``tests/notebook_overrides.yaml`` (minus
 07's ``checkpoint_path: null``, so that 07 evaluates the checkpoint 06 has just written, as in a real
@@ -28,7 +29,7 @@ CI_DATA = ROOT / "runs" / "tests" / "data" / "polyp-n16-s96"  # the set of the n
 def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ, MPLBACKEND="Agg", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))])
-    return subprocess.run([sys.executable, "-m", "m2s_lib.reproduce", "--no-progress", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "m2s_lib.cli", "reproduce", "--no-progress", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 
@@ -62,6 +63,27 @@ def test_unknown_parameter_is_refused(tmp_path: Path):
         "06_training.ipynb": {"epochs": 3}, "09_ablations.ipynb": {"variants": ["fpn", "m2snet"]}}
 
 
+def test_help_names_the_command():
+    res = subprocess.run([sys.executable, "-m", "m2s_lib.cli", "reproduce", "--help"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith("usage: m2s reproduce"), res.stdout + res.stderr
+    assert "--resume RUN_DIR" in res.stdout
+
+
+def test_kernel_talks_without_the_tcp_warning(tmp_path: Path, capfd):
+    """The kernel is reached over local sockets, so ipykernel has nothing to warn about (not a filtered output)."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('hello from the kernel')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "t.ipynb")
+    reproduce.run_notebook(tmp_path / "t.ipynb", tmp_path / "out.ipynb", {}, progress=False)
+    printed = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[0].outputs[0]["text"]
+    captured = capfd.readouterr()
+    assert printed == "hello from the kernel\n"
+    assert "without encryption" not in captured.out + captured.err, captured.err
+
+
 def test_cli_refuses_bad_settings_before_any_work(tmp_path: Path):
     res = _run("--out", str(tmp_path), "-p", "06:epochz=1", timeout=120)
     assert res.returncode == 2, res.stdout + res.stderr
@@ -85,6 +107,7 @@ def test_reproduce_end_to_end_small(tmp_path: Path):
     res = _run("--out", str(out), "--data-root", str(CI_DATA), "--device", "cpu", "--notebooks", "06,07",
                "--overrides", str(overrides_file))  # fmt: skip
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "without encryption" not in res.stdout + res.stderr, "the kernel-transport warning is back"
     latest = out / "latest"
     assert latest.is_symlink(), "runs/latest must be a symlink"
     run_dir = latest.resolve()

@@ -1,4 +1,4 @@
-"""m2s_lib.viz: every figure function on a small model, checked for axes, finite image data and a PNG file."""
+"""m2s_lib.teaching.viz: every figure function on a small model, checked for axes, finite image data and a PNG file."""
 from __future__ import annotations
 
 import numpy as np
@@ -271,11 +271,9 @@ def test_figures_show_as_png_in_notebooks_whatever_the_backend():
 
 
 def test_on_synthetic_polyps(model, tmp_path):
-    """When the synthetic data generator is available, the grid also renders for its images."""
-    try:
-        from m2s_lib import synthetic
-    except ImportError:
-        pytest.skip("m2s_lib.synthetic is not available")
+    """The grid also renders for the synthetic data generator's images."""
+    from m2s_lib.data import synthetic
+
     root = synthetic.generate("polyp", tmp_path / "polyp", n=1, seed=0, size=SIZE, n_test=1, progress=False,
                               workers=1)
     image_path = min((root / "TrainDataset" / "images").iterdir())

@@ -1,4 +1,4 @@
-"""m2s_lib.widgets: the explorer builds, every control redraws the figure, and the static fallback works headless."""
+"""m2s_lib.teaching.widgets: the explorer builds, every control redraws the figure, and the static fallback works headless."""
 from __future__ import annotations
 
 import types
