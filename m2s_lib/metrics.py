@@ -44,6 +44,7 @@ __all__ = [
     "POLYP_TEST_SETS",
     "to_uint8",
     "binarize_mask",
+    "score_map",
     "PolypMetrics",
     "BinaryMetrics",
     "OCTMetrics",
@@ -220,6 +221,16 @@ class PolypMetrics:
         if self._mae is not None:
             out["MAE"] = float(self._mae.get_results()["mae"])
         return out
+
+
+def score_map(metric: PolypMetrics | BinaryMetrics, pred: np.ndarray, gt: np.ndarray,
+              name: str | None = None) -> np.ndarray:
+    """The one per-image step of ``m2s evaluate`` and ``m2s score``: the map in the 8-bit form it is saved and
+    scored in (:func:`to_uint8`: probabilities → ``round(255·p)``, 8-bit maps as they are) is added to ``metric``
+    against the binarised mask (:func:`binarize_mask`). Returns that 8-bit map."""
+    pred8 = to_uint8(pred)
+    metric.update(pred8, binarize_mask(gt), name=name)
+    return pred8
 
 
 def polyp_scores(

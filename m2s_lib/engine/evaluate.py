@@ -28,10 +28,10 @@ from ..metrics import (
     COVID_COLUMNS,
     POLYP_COLUMNS,
     results_table,
+    score_map,
     table1,
     task_metric,
     to_markdown,
-    to_uint8,
 )
 from .checkpoint import load_model
 from .predict import labels_to_png, predict_dataset
@@ -90,10 +90,9 @@ def evaluate_folder(
                 Image.fromarray(labels_to_png(labels, class_values)).save(out / f"{name}.png")
             metric.update(labels, gt, name=name)
         else:
-            pred8 = to_uint8(prob)
+            pred8 = score_map(metric, prob, gt, name=name)  # the per-image step `m2s score` shares
             if out is not None:
                 Image.fromarray(pred8).save(out / f"{name}.png")
-            metric.update(pred8, gt.astype(bool), name=name)
     return metric.results(), metric.per_image()
 
 
