@@ -290,3 +290,143 @@ def test_lf_alone_is_a_loss_setting_that_reaches_the_trainer(tmp_path):
     assert (alone.loss.structure_weight, full.loss.structure_weight) == (0.0, 1.0)
     assert Trainer(alone, None, log=lambda m: None).criterion.structure_weight == 0.0
     assert fingerprint(alone) != fingerprint(full)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The budget study: one comparison at several training budgets
+# ---------------------------------------------------------------------------------------------------------------
+def _budget_specs(tmp_path, seeds=(0, 1)):
+    from m2s_lib.engine.study_budget import budget_specs
+
+    return budget_specs("budget-smoke", seeds=list(seeds), overrides={"data.synthetic_dir": str(tmp_path / "data")})
+
+
+def test_budget_preset_is_the_cpu_recipe_with_more_epochs():
+    """300/600/1200/2400 steps = 6/12/24/48 epochs of the cpu study; the 300-step runs ARE the cpu study's runs
+    (same fingerprint: reusable), the longer ones differ only in optim.epochs."""
+    from m2s_lib.engine.study import fingerprint, variant_config
+    from m2s_lib.engine.study_budget import budget_specs
+
+    specs = dict(budget_specs("budget"))
+    assert {s: spec.overrides["optim.epochs"] for s, spec in specs.items()} == {300: 6, 600: 12, 1200: 24, 2400: 48}
+    cpu = study_spec("cpu")
+    for key in ("msnet", "m2snet-nolf"):
+        assert fingerprint(variant_config(specs[300], key, 1)) == fingerprint(variant_config(cpu, key, 1))
+        long = variant_config(specs[2400], key, 1).to_dict()
+        short = variant_config(cpu, key, 1).to_dict()
+        assert long["optim"].pop("epochs") == 48 and short["optim"].pop("epochs") == 6 and long == short
+    with pytest.raises(StudyError, match="not a whole number of epochs of 50 steps"):
+        budget_specs("budget", steps=[300, 310])
+
+
+@pytest.mark.parametrize("n, batch, cap", [(8, 8, 1), (9, 4, 0), (10, 4, 0)])
+def test_budget_steps_per_epoch_is_the_trainers(tmp_path, n, batch, cap):
+    """The budget's epochs come from the configuration alone: the same count as the trainer's (a trailing batch of
+    one image dropped, the per-epoch cap)."""
+    from m2s_lib.engine.study_budget import steps_per_epoch
+    from m2s_lib.engine.trainer import Trainer
+
+    cfg = study_mod.variant_config(_tiny_spec(tmp_path), "msnet", 0).override(
+        {"data.synthetic_n": n, "optim.batch_size": batch, "run.max_steps_per_epoch": cap})
+    assert steps_per_epoch(cfg) == Trainer(cfg, None, log=lambda m: None).steps_per_epoch
+
+
+def test_each_budget_is_exactly_paired(tmp_path):
+    """At every budget both variants of a seed see the same batches, every step of the run; another seed sees
+    other batches; a longer budget starts with the shorter budget's batches (same seed, same epochs)."""
+    import torch
+
+    from m2s_lib.engine.trainer import Trainer
+
+    def batches(spec, key, seed):
+        trainer = Trainer(study_mod.variant_config(spec, key, seed), None, log=lambda m: None)
+        torch.rand(1000)  # whatever ran in between must not change the batches
+        out = [b["image"] for e in range(trainer.config.optim.epochs) for b in trainer.train_loader(e)]
+        assert len(out) == trainer.steps_per_epoch * trainer.config.optim.epochs
+        return out
+
+    seen = {}
+    for steps, spec in _budget_specs(tmp_path):
+        for seed in spec.seeds:
+            ref = batches(spec, "msnet", seed)
+            assert len(ref) == steps
+            other = batches(spec, "m2snet-nolf", seed)
+            assert all(torch.equal(a, b) for a, b in zip(ref, other, strict=True)), (steps, seed)
+            for earlier in seen.get(seed, []):
+                assert all(torch.equal(a, b) for a, b in zip(earlier, ref))
+            seen.setdefault(seed, []).append(ref)
+        assert not torch.equal(seen[0][-1][0], seen[1][-1][0])
+
+
+def _fake_budget_run(calls):
+    """A fake train_and_score: MSNet 0.80 (+0.01 per seed); M2SNet w/o L_f below it by 0.09 at 1 step, 0.02 at 2
+    steps (± 0.005 per seed); the same gaps in mIoU."""
+    def fake(key, seed, cfg, spec, out):
+        calls.append((cfg.optim.epochs, key, seed))
+        gap = {1: 0.09, 2: 0.02}[cfg.optim.epochs] - 0.005 * (seed - 1) if key == "m2snet-nolf" else 0.0
+        base = 0.80 + 0.01 * seed
+        return {"variant": key, "seed": seed, "mDice": base - gap, "mIoU": base - 0.1 - gap, "MAE": 0.05,
+                "steps": cfg.optim.epochs, "train_s": 10.0, "eval_s": 1.0, "cpu_s": 11.0, "load_1min": 1.0,
+                "finished_utc": "x"}
+    return fake
+
+
+def test_budget_study_reuses_runs_of_the_same_fingerprint(tmp_path, monkeypatch):
+    """A budget whose runs exist in another study folder with the same fingerprint copies them (rows and step
+    logs) instead of training them; the other budgets are trained, smaller budget first."""
+    from m2s_lib.engine.study_budget import budget_folder, run_budget_study
+
+    calls: list = []
+    monkeypatch.setattr(study_mod, "train_and_score", _fake_budget_run(calls))
+    specs = _budget_specs(tmp_path)
+    source = tmp_path / "cpu"
+    run_study(specs[0][1], source, progress=False, log=lambda m: None)
+    (source / "steps").mkdir(exist_ok=True)
+    (source / "steps" / "msnet-s0.csv").write_text("step,loss\n0,1.0\n")
+    calls.clear()
+    out = tmp_path / "budget"
+    run_budget_study("budget-smoke", out, specs=specs, reuse=[source, tmp_path / "absent"], progress=False,
+                     log=lambda m: None)
+    assert [c[0] for c in calls] == [2, 2, 2, 2]  # budget 1 copied, budget 2 trained
+    copied = read_results(budget_folder(out, 1))
+    assert len(copied) == 4 and set(copied["reused_from"]) == {str(source)}
+    assert (budget_folder(out, 1) / "steps" / "msnet-s0.csv").read_text() == "step,loss\n0,1.0\n"
+    assert len(read_results(budget_folder(out, 2))) == 4
+
+
+def test_budget_report_partial_then_complete(tmp_path, monkeypatch):
+    """The report of a budget study still running shows the unfinished budget as pending; once complete, the
+    differences, verdicts and the trend sentence follow the numbers (hand-computed below)."""
+    from m2s_lib.engine.study_budget import run_budget_study
+    from m2s_lib.engine.study_budget_report import budget_tables, trend_sentence, write_budget_report
+
+    calls: list = []
+    fake = _fake_budget_run(calls)
+
+    def stop_after_six(*args):
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return fake(*args)
+
+    monkeypatch.setattr(study_mod, "train_and_score", stop_after_six)
+    out = tmp_path / "budget"
+    specs = _budget_specs(tmp_path, seeds=(0, 1, 2))
+    with pytest.raises(KeyboardInterrupt):
+        run_budget_study("budget-smoke", out, specs=specs, progress=False, log=lambda m: None)
+    text = write_budget_report(out)["markdown"].read_text()
+    assert "PARTIAL: 6 of 12 runs" in text and "| pending" in text
+    assert "Only 1 steps can be read so far" in text and "Budgets not complete yet: 2 steps" in text
+    monkeypatch.setattr(study_mod, "train_and_score", fake)
+    run_budget_study("budget-smoke", out, specs=specs, progress=False, log=lambda m: None)
+    t = budget_tables(out)
+    d = t.diffs[t.diffs["metric"] == "mDice"].set_index("steps")
+    # 1 step: −0.095, −0.090, −0.085 → mean −0.09, sd 0.005, half-width 4.3027 × 0.005/√3 = 0.01242
+    assert d.loc[1, "mean"] == pytest.approx(-0.09) and d.loc[1, "hi"] == pytest.approx(-0.09 + 0.012421, abs=1e-5)
+    assert list(d["verdict"]) == ["contradicted", "contradicted"]
+    assert trend_sentence(t) == ("From 1 to 2 steps the mean paired gap in mDice shrinks (-0.090, -0.020 by budget); "
+                                 "the claim is contradicted at every budget: the deficit persists up to 2 steps; the "
+                                 "two intervals do not overlap.")
+    paths = write_budget_report(out)
+    text = paths["markdown"].read_text()
+    assert "PARTIAL" not in text and "teaching difficulty" in text and "s0: -0.095" in text
+    assert paths["figure"].stat().st_size > 1000 and len(pd.read_csv(paths["seeds"])) == 12
