@@ -205,10 +205,10 @@ def write_outputs(result, out: str | os.PathLike) -> dict[str, Path]:
     """Write every output of ``m2s score`` in ``out`` (atomically, file by file); returns their paths."""
     out = Path(out).expanduser()
     paths = {name: out / name for name in ("results.csv", "results.md", "paired.csv", "input_report.csv", "score.png")}
-    write_text(paths["results.csv"], result.results.to_csv(index=False, float_format="%.6f"))
+    write_text(paths["results.csv"], result.results.to_csv(index=False))
     for (method, dataset), frame in result.per_image.items():
         write_text(out / "per_image" / _safe(method) / f"{dataset}.csv", frame.to_csv(index=False))
-    write_text(paths["paired.csv"], result.paired.to_csv(index=False, float_format="%.6f"))
+    write_text(paths["paired.csv"], result.paired.to_csv(index=False))
     write_text(paths["input_report.csv"], result.report.to_csv(index=False))
     write_bytes(paths["score.png"], score_figure(result))
     write_text(paths["results.md"], results_markdown(result))
