@@ -25,8 +25,8 @@ from .study import VARIANTS, StudySpec, read_results
 from .study_budget import budget_folder, read_budget
 from .study_report import _png, scale_text, study_tables
 
-__all__ = ["BudgetTables", "budget_tables", "trend_sentence", "budget_figure", "budget_markdown",
-           "write_budget_report", "latest_budget_study"]
+__all__ = ["BudgetTables", "CAVEAT", "budget_tables", "budget_verdict_table", "trend_sentence", "budget_figure",
+           "budget_markdown", "write_budget_report", "latest_budget_study"]
 
 DIFF_METRICS = ("mDice", "mIoU")
 CAVEAT = (
@@ -171,7 +171,7 @@ def budget_figure(t: BudgetTables):
     return fig
 
 
-def _verdict_table(t: BudgetTables) -> pd.DataFrame:
+def budget_verdict_table(t: BudgetTables) -> pd.DataFrame:
     rows = []
     for st in t.status.to_dict("records"):
         row: dict[str, Any] = {"steps": st["steps"], "runs": f"{st['runs']}/{st['expected']}", "state": st["state"]}
@@ -182,7 +182,8 @@ def _verdict_table(t: BudgetTables) -> pd.DataFrame:
                                            f"{r['mean']:+.3f} (n={int(r['n'])}, no CI)")
             row[f"verdict ({metric})"] = "pending" if r is None else r["verdict"]
         seeds = t.per_seed[(t.per_seed["steps"] == st["steps"]) & (t.per_seed["metric"] == "mDice")]
-        row["per-seed Δ mDice"] = ", ".join(f"s{int(s)}: {d:+.3f}" for s, d in zip(seeds["seed"], seeds["diff"])) or "—"
+        row["per-seed Δ mDice"] = ", ".join(f"s{int(s)}: {d:+.3f}"
+                                            for s, d in zip(seeds["seed"], seeds["diff"])) or "—"
         for key in t.info["variants"]:
             lv = t.levels[(t.levels["steps"] == st["steps"]) & (t.levels["variant"] == key)] if len(t.levels) else []
             row[f"{key} mDice"] = f"{lv['mean'].iloc[0]:.3f}" if len(lv) else "—"
@@ -218,7 +219,8 @@ def budget_markdown(out: Path, t: BudgetTables) -> str:
     info = t.info
     spec = StudySpec(**info["base_spec"])
     done, expected = int(t.status["runs"].sum()), int(t.status["expected"].sum())
-    state = "complete" if done >= expected else f"PARTIAL: {done} of {expected} runs finished (the same command continues it)"
+    state = ("complete" if done >= expected else
+             f"PARTIAL: {done} of {expected} runs finished (the same command continues it)")
     off = [f"{s['steps']} steps: runs made {s['off_budget']}" for s in t.status.to_dict("records") if s["off_budget"]]
     lines = [
         f"# Budget study: {info['variant']} − {info['baseline']} at {', '.join(map(str, info['steps']))} steps", "",
@@ -230,7 +232,7 @@ def budget_markdown(out: Path, t: BudgetTables) -> str:
         "over seeds; verdict on the paper's claim (the variant scores higher): *supported* / *contradicted* / "
         f"*{NOT_RESOLVED}*.", "", _compute_text(out, t), "",
         "## The difference at each budget", "",
-        _verdict_table(t).to_markdown(index=False), "",
+        budget_verdict_table(t).to_markdown(index=False), "",
         f"**Trend (mDice).** {trend_sentence(t, 'mDice')}", "",
         f"**Trend (mIoU).** {trend_sentence(t, 'mIoU')}", "",
         "![budget study](budget.png)", "", CAVEAT, "",

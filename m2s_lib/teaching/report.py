@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text
-from ..constants import repo_root, runs_path
+from ..constants import repo_root, runs_path, shown_path
 
 __all__ = ["TARGET_DICE", "clock", "environment", "load_average", "write_report"]
 
@@ -147,6 +147,34 @@ def _ablation_lines() -> list[str]:
     return lines
 
 
+def _budget_lines(run_dir: Path) -> list[str]:
+    """The budget study under ``runs/ablations`` (M2SNet w/o L_f − MSNet by training budget), when there is one: its
+    table, trend sentence, caveat, and its figure copied into ``run_dir``."""
+    import shutil
+
+    from ..engine.study_budget_report import (
+        CAVEAT,
+        budget_tables,
+        budget_verdict_table,
+        latest_budget_study,
+        trend_sentence,
+    )
+
+    where = latest_budget_study(runs_path("ablations"))
+    if where is None:
+        return []
+    t = budget_tables(where)
+    lines = ["### Does the gap close with training? (budget study)", "",
+             f"Study `{shown_path(where)}` (`m2s ablations run --preset budget --jobs 2`; its REPORT.md has the "
+             "details): "
+             f"{t.info['variant']} − {t.info['baseline']}, paired over seeds, at each training budget.", "",
+             budget_verdict_table(t).to_markdown(index=False), "", f"**Trend (mDice).** {trend_sentence(t)}", ""]
+    if (where / "budget.png").is_file():
+        shutil.copyfile(where / "budget.png", run_dir / "ablations_budget.png")
+        lines += ["![budget study](ablations_budget.png)", ""]
+    return lines + [CAVEAT, ""]
+
+
 def write_report(run_dir: Path, state: Mapping[str, Any]) -> tuple[Path, Path]:
     """``REPORT.md`` and a self-contained ``REPORT.html`` in ``run_dir`` from the run's state and outputs."""
     env = state.get("environment", {})
@@ -167,7 +195,7 @@ def write_report(run_dir: Path, state: Mapping[str, Any]) -> tuple[Path, Path]:
         lines.append(f"| {name} | {status} | {clock(info.get('seconds', 0.0))} | [{name}]({name}) |")
     lines += ["", "## Polyp results (notebook 07)", ""]
     lines += _polyp_headline(run_dir, state.get("profile", ""), custom=bool(state.get("custom_parameters")))
-    lines += ["## Ablations (Tables 9–11)", ""] + _ablation_lines()
+    lines += ["## Ablations (Tables 9–11)", ""] + _ablation_lines() + _budget_lines(run_dir)
     for name, info in notebooks.items():
         stem = Path(name).stem
         lines += [f"## {stem}", ""] + ([ABLATION_SMOKE_NOTE, ""] if stem == "09_ablations" else [])

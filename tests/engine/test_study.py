@@ -430,3 +430,20 @@ def test_budget_report_partial_then_complete(tmp_path, monkeypatch):
     text = paths["markdown"].read_text()
     assert "PARTIAL" not in text and "teaching difficulty" in text and "s0: -0.095" in text
     assert paths["figure"].stat().st_size > 1000 and len(pd.read_csv(paths["seeds"])) == 12
+
+
+def test_budget_preset_from_the_command_line(tmp_path):
+    """`m2s ablations run --preset budget-smoke` trains each budget's runs into its folder and writes the budget
+    report; `m2s ablations report` on the folder rewrites it; workers get the same --reuse folders."""
+    from m2s_lib.cli import build_parser, main
+    from m2s_lib.cli.ablations import _worker_argv
+
+    out = tmp_path / "budget"
+    argv = ["ablations", "run", "--preset", "budget-smoke", "--seeds", "0", "--out", str(out), "--no-progress",
+            "--reuse", str(tmp_path / "none"), "--", f"data.synthetic_dir={tmp_path / 'data'}"]
+    assert main(argv) == 0
+    assert [len(read_results(out / f"steps-0000{s}")) for s in (1, 2)] == [2, 2]
+    assert "Budget study: m2snet-nolf − msnet at 1, 2 steps" in (out / "REPORT.md").read_text()
+    assert main(["ablations", "report", str(out)]) == 0
+    worker = build_parser().parse_args(_worker_argv(build_parser().parse_args(argv), str(out), 1)[3:])
+    assert worker.reuse == [str(tmp_path / "none")] and worker.preset == "budget-smoke"
