@@ -75,12 +75,15 @@ class WrongType(Exception):
 def exact(value, kind: type | tuple[type, ...], what: str):
     """``value`` if its type is exactly ``kind`` (one of them): subclasses are refused, with a message."""
     kinds = kind if isinstance(kind, tuple) else (kind,)
+    if type(value) not in kinds and isinstance(value, kinds):
+        raise WrongType(f"{what} must be a plain {kinds[0].__name__}, got {type(value).__name__}, {SUBCLASS}")
     if type(value) not in kinds:
         names = " or ".join(k.__name__ for k in kinds)
         raise WrongType(f"{what} must be a {names}, got {type(value).__name__}")
     return value
 
 
+SUBCLASS = "a subclass"  # words of the WrongType message for a subclass of an accepted type (the judge flags it)
 _NUMPY_SCALARS = (np.int8, np.int16, np.int32, np.int64, np.uint8, np.float16, np.float32, np.float64, np.bool_)
 
 
@@ -97,6 +100,10 @@ def to_plain(value, what: str) -> np.ndarray:
         return np.array(value, dtype=np.float64)
     if type(value) in _NUMPY_SCALARS:
         return np.array(value)
+    for kind in (torch.Tensor, int, float, np.ndarray):
+        if isinstance(value, kind):
+            raise WrongType(f"{what} must be a plain {kind.__name__}, got {type(value).__name__}, {SUBCLASS} of "
+                            f"{kind.__name__}")  # fmt: skip
     raise WrongType(f"{what} must be a torch.Tensor or a number, got {type(value).__name__}")
 
 

@@ -1,8 +1,8 @@
 """A best-effort watch inside the student's kernel while it is graded (the static scan is the main defence).
 
-* :func:`install` adds an audit hook (``sys.addaudithook``: it cannot be removed) that records starting a
-  process, forking, reading a notebook file, loading native code and replacing the interpreter's hooks. The
-  grader starts it first thing in the kernel.
+* :func:`install` adds an audit hook (``sys.addaudithook``: it cannot be removed) that records reading a notebook
+  file and replacing the interpreter's hooks, and, while an answer runs, starting a process or forking. The grader
+  starts it first thing in the kernel.
 * :func:`watch` runs the student's answer under ``sys.setprofile`` and records when the code of a forbidden
   library symbol (the exercise's reference implementation) runs, or when the answer removes the profiler.
 
@@ -23,12 +23,13 @@ _INSTALLED = [False]
 _OWN = [False]  # True while this module itself sets the profiler
 _PROCESS = ("subprocess.Popen", "os.system", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.exec",
             "os.startfile", "pty.spawn")  # fmt: skip
-_HOOKS = ("sys.setprofile", "sys.settrace", "sys.addaudithook", "ctypes.dlopen", "ctypes.addressof")
+_HOOKS = ("sys.setprofile", "sys.settrace", "sys.addaudithook")
+_WATCHING = [False]  # process events count only while an answer runs (the notebook's own cells may start git)
 
 
 def _hook(event: str, args) -> None:
     try:
-        if event in _PROCESS:
+        if event in _PROCESS and _WATCHING[0]:
             _record(f"background process: {event}")
         elif event in _HOOKS and not _OWN[0]:
             _record(f"patching: {event}")
@@ -85,9 +86,6 @@ def watch(forbidden: Iterable[str], found: list[str]) -> Iterator[None]:
     """Run the body under a profiler that appends to ``found`` the forbidden symbols whose code ran."""
     symbols = list(forbidden)
     codes = {code: symbol for symbol in symbols for code in _codes([symbol])}
-    if not codes:
-        yield
-        return
 
     def profiler(frame, event, arg):
         if event == "call" and frame.f_code in codes:
@@ -97,9 +95,11 @@ def watch(forbidden: Iterable[str], found: list[str]) -> Iterator[None]:
 
     previous = sys.getprofile()
     _own_setprofile(profiler)
+    _WATCHING[0] = True
     try:
         yield
     finally:
+        _WATCHING[0] = False
         if sys.getprofile() is not profiler:
             found.append("the profiler was replaced while your answer ran")
         _own_setprofile(previous)

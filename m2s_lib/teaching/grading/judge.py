@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import nbcheck
 from ..exercises import registry
-from ..exercises.base import Case, CheckResult, Exercise, score
+from ..exercises.base import SUBCLASS, Case, CheckResult, Exercise, score
 from ..exercises.casefiles import read_outputs, write_cases
 from . import scan
 from .hidden import hidden_specs
@@ -136,6 +136,8 @@ def judge_exercise(exercise: Exercise, grading_dir: Path, flags: Sequence[str], 
         verdict.warnings += [str(w)[:200] for w in rec.get("warnings", []) if isinstance(w, str)]
         for symbol in rec.get("monitor", []) if isinstance(rec.get("monitor"), list) else []:
             verdict.flags.append(f"monitor: the library's {str(symbol)[:120]} ran during your answer")
+        if rec.get("status") == "wrong_type" and SUBCLASS in str(rec.get("message", "")):
+            verdict.flags.append(f"fools comparisons: {str(rec.get('message'))[:160]}")
         if rec.get("status") != "ok":
             results = exercise.results(case, _case_failure(rec))
         else:

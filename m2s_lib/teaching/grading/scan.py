@@ -15,7 +15,9 @@ its technique:
   ``settrace``/``setprofile``, IPython's shell (``get_ipython``, ``ast_transformers``, ``input_transformers``,
   ``events``, ``showtraceback``), ``ctypes``, ``gc``, frame and code objects;
 * ``background process``: ``subprocess``, ``os.system``/``fork``/``popen``/``spawn*``/``exec*``,
-  ``multiprocessing``, threads, ``atexit``, ``signal``.
+  ``multiprocessing``, threads, ``atexit``, ``signal``;
+* ``fools comparisons``: a class that subclasses ``int``/``float``/``Tensor``/``ndarray`` or defines
+  ``__torch_function__``, ``__eq__``, ``__sub__`` … (results are also refused unless exactly of a plain type).
 
 A flagged exercise scores 0; the flag says which technique, where, so that a teacher can review it.
 """
@@ -33,7 +35,13 @@ from ..exercises.base import Exercise
 
 __all__ = ["Finding", "TECHNIQUES", "scan_notebook", "scan_source"]
 
-TECHNIQUES = ("reference", "dynamic import", "exec of a string", "reads files", "patching", "background process")
+TECHNIQUES = ("reference", "dynamic import", "exec of a string", "reads files", "patching", "background process",
+              "fools comparisons")
+# a result type that lies to comparisons: a subclass of a number or tensor, or a class defining these
+_PLAIN_BASES = {"int", "float", "complex", "Tensor", "ndarray", "bool"}
+_LYING_METHODS = {"__torch_function__", "__torch_dispatch__", "__eq__", "__ne__", "__sub__", "__rsub__", "__abs__",
+                  "__lt__", "__le__", "__gt__", "__ge__", "__float__", "__int__", "__index__", "__bool__",
+                  "__array__", "__array_function__", "__array_ufunc__", "__instancecheck__"}
 
 _MODULES = {
     "importlib": "dynamic import", "imp": "dynamic import", "pkgutil": "dynamic import", "zipimport": "dynamic import",
@@ -229,6 +237,16 @@ class _Scanner(ast.NodeVisitor):
             self._assigned(target, node)
         self.generic_visit(node)
 
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        for base in node.bases:
+            name = base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", "")
+            if name in _PLAIN_BASES:
+                self.add("fools comparisons", f"class {node.name} subclasses {_dotted(base)}", node)
+        for item in node.body:
+            if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name in _LYING_METHODS:
+                self.add("fools comparisons", f"class {node.name} defines {item.name}", item)
+        self.generic_visit(node)
+
     def visit_Expr(self, node: ast.Expr) -> None:
         if isinstance(node.value, ast.Constant):  # a docstring or a bare string: it does nothing
             return
@@ -285,12 +303,17 @@ def _imported_names(sources: Iterable[str]) -> set[str]:
     return names
 
 
-def _baseline(source: str, master_cells: Sequence[str], names: set[str], imported: set[str]) -> Counter:
-    """The findings of the master cell most like ``source`` (what a changed cell already had)."""
-    if not master_cells:
+def _baseline(cell: Mapping[str, Any], master: Mapping[str, Any] | None, names: set[str], imported: set[str]) -> Counter:
+    """The findings of the master cell that ``cell`` changed (same cell id; else the most similar code cell)."""
+    candidates = [c for c in (master or {}).get("cells", []) if c.get("cell_type") == "code"
+                  and not _meta(c).get("solution")]  # fmt: skip
+    if not candidates:
         return Counter()
-    best = max(master_cells, key=lambda m: difflib.SequenceMatcher(None, m, source, autojunk=False).quick_ratio())
-    return Counter((f.technique, f.detail) for f in scan_source(best, names, imported))
+    source = nbcheck.cell_source(cell)
+    same = [c for c in candidates if cell.get("id") and c.get("id") == cell.get("id")]
+    best = same[0] if same else max(candidates, key=lambda c: difflib.SequenceMatcher(
+        None, nbcheck.cell_source(c), source, autojunk=False).ratio())  # fmt: skip
+    return Counter((f.technique, f.detail) for f in scan_source(nbcheck.cell_source(best), names, imported))
 
 
 def scan_notebook(notebook: Mapping[str, Any], exercises: Sequence[Exercise],
@@ -303,9 +326,8 @@ def scan_notebook(notebook: Mapping[str, Any], exercises: Sequence[Exercise],
     cells = [c for c in notebook.get("cells", []) if c.get("cell_type") == "code"]
     sources = [nbcheck.cell_source(c) for c in cells]
     imported = _imported_names(sources)
-    master_cells = [nbcheck.cell_source(c) for c in (master or {}).get("cells", []) if c.get("cell_type") == "code"
-                    and not _meta(c).get("solution")]  # fmt: skip
-    master_set = {m.strip() for m in master_cells}
+    master_set = {nbcheck.cell_source(c).strip() for c in (master or {}).get("cells", [])
+                  if c.get("cell_type") == "code" and not _meta(c).get("solution")}  # fmt: skip
     by_solution = {sid: e for e in exercises for sid in e.solution_ids}
     test_position = {_meta(c).get("grade_id"): i for i, c in enumerate(cells)}
     flags: dict[str, list[str]] = {e.grade_id: [] for e in exercises}
@@ -325,7 +347,7 @@ def scan_notebook(notebook: Mapping[str, Any], exercises: Sequence[Exercise],
             continue
         if (meta.get("locked") and grade_id) or source.strip() in master_set or not source.strip():
             continue
-        seen = _baseline(source, master_cells, everything, imported)
+        seen = _baseline(cell, master, everything, imported)
         for finding in scan_source(source, everything, imported):
             key = (finding.technique, finding.detail)
             if seen[key] > 0:
