@@ -30,6 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--overrides", default=None, metavar="YAML",
                    help="{notebook file: {name: value}} applied last (e.g. tests/notebook_overrides.yaml)")
     r.add_argument("--overwrite", action="store_true", help="generate assignments already in DIR again")
+    r.add_argument("--package-url", default=None, metavar="URL",
+                   help="where the install cell fetches the student package when no wheel lies beside the notebook "
+                        "(e.g. the wheel's URL for Colab)")
+    r.add_argument("--no-package", action="store_true", help="skip the student package (DIR/student/, the wheel)")
     r.set_defaults(func=run_release)
 
     g = actions.add_parser("grade", help="autograde submissions, write feedback and grades.csv",
@@ -38,8 +42,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--course", required=True, metavar="DIR", help="the folder made by `m2s course release`")
     g.add_argument("--submissions", required=True, metavar="DIR", help="<student>/<assignment>/<notebook> folders")
     g.add_argument("--out", default=None, metavar="DIR", help="where grades.csv and problems.csv go (default: --course)")
-    g.add_argument("--timeout", type=positive_int, default=None, metavar="S", help="seconds per cell (default 900)")
+    g.add_argument("--timeout", type=positive_int, default=None, metavar="S",
+                   help="seconds per cell (default: per assignment, 3x the master's time; docs/teaching.md)")
+    g.add_argument("--submission-timeout", type=positive_int, default=None, metavar="S",
+                   help="seconds per submission (default: per assignment)")
+    g.add_argument("--memory", type=float, default=None, metavar="GIB",
+                   help="address-space cap per submission in GiB (default 8; 0: none)")
+    g.add_argument("--jobs", type=positive_int, default=1, metavar="N", help="submissions graded at once (default 1)")
+    g.add_argument("--regrade", action="store_true", help="grade every submission again (default: new or changed only)")
+    g.add_argument("--unsandboxed", action="store_true",
+                   help="run without bubblewrap even where it exists (the student's code gets your rights)")
     g.set_defaults(func=run_grade)
+
+    x = actions.add_parser("export", help="grades.csv as an LMS import file (Canvas, Moodle, or one row per student)",
+                           description="One row per student, one column per assignment (layouts in docs/teaching.md).")
+    x.add_argument("--course", required=True, metavar="DIR", help="the course folder (reads its grades.csv)")
+    x.add_argument("--format", required=True, choices=("canvas", "moodle", "wide"))
+    x.add_argument("--out", default=None, metavar="CSV", help="default: <course>/export-<format>.csv")
+    x.set_defaults(func=run_export)
 
     t = actions.add_parser("points", help="print the points table (Markdown) of the assignments")
     t.add_argument("--update", default=None, metavar="MD",
@@ -64,7 +84,8 @@ def run_release(args: argparse.Namespace) -> int:
     from ..teaching.course import CLASSROOM_PROFILE, release
 
     try:
-        release(args.out, args.assignments, args.profile or CLASSROOM_PROFILE, _parameters(args), args.overwrite)
+        release(args.out, args.assignments, args.profile or CLASSROOM_PROFILE, _parameters(args), args.overwrite,
+                package=not args.no_package, package_url=args.package_url)
     except FileExistsError as err:
         print(f"m2s course release: {err}", file=sys.stderr)
         return 1
@@ -72,9 +93,32 @@ def run_release(args: argparse.Namespace) -> int:
 
 
 def run_grade(args: argparse.Namespace) -> int:
-    from ..teaching.course import CELL_TIMEOUT, grade
+    from ..engine.folder_lock import FolderBusyError
+    from ..teaching.course import grade
 
-    grade(args.course, args.submissions, args.out, args.timeout or CELL_TIMEOUT)
+    try:
+        grade(args.course, args.submissions, args.out, args.timeout, submission_timeout=args.submission_timeout,
+              jobs=args.jobs, regrade=args.regrade, sandbox=False if args.unsandboxed else None,
+              memory_gib=args.memory)  # fmt: skip
+    except (FileNotFoundError, FolderBusyError) as err:
+        print(f"m2s course grade: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..teaching.grading.results import export_grades
+
+    course = Path(args.course)
+    out = Path(args.out) if args.out else course / f"export-{args.format}.csv"
+    try:
+        export_grades(course / "grades.csv", args.format, out)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"m2s course export: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}")
     return 0
 
 

@@ -27,11 +27,8 @@ others are graded all the same. Everything runs offline.
 """
 from __future__ import annotations
 
-import csv
 import html
-import io
 import json
-import shutil
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -42,6 +39,7 @@ from typing import Any
 
 from ..atomic import write_text
 from . import course_cells, nbcheck, reproduce
+from .grading import package as package_tools
 
 __all__ = [
     "ASSIGNMENT_GLOB",
@@ -61,8 +59,13 @@ CLASSROOM_PROFILE = "tiny"  # the profile whose `make reproduce` parameters are 
 CLASSROOM_RUN_DIR = "runs"  # students' run folder (relative: the repository root, or the notebook's folder)
 ASSIGNMENT_GLOB = "0[1-9]_*.ipynb"  # 00 (setup and data) is read, not graded
 COURSE_FILE = "course.json"
-CELL_TIMEOUT = 900  # seconds per cell when grading (notebook 06's training cell is the long one)
-GRADES_HEADER = ("student", "assignment", "score", "max_score")
+CELL_TIMEOUT = 900  # seconds per cell in nbgrader_config.py (formgrader, a teacher's own `nbgrader autograde`)
+# Grading limits per assignment, seconds (per cell, per submission): 3x the master's time under the grading
+# presets on 2 busy cores, rounded up, at least 60 s per cell and 120 s per submission (docs/teaching.md, section 3).
+TIME_LIMITS = {"01": (60, 120), "02": (60, 180), "03": (60, 180), "04": (120, 300), "05": (120, 240),
+               "06": (300, 900), "07": (300, 900), "08": (300, 600), "09": (600, 1800)}  # fmt: skip
+DEFAULT_LIMIT = (600, 1800)
+MEMORY_GIB = 8.0  # address-space cap per submission (torch needs about 2.5 GiB of address space to import)
 
 # What each assignment needs besides the notebook, written into its README.md (the course ships it).
 NEEDS = {
@@ -193,6 +196,8 @@ def release(
     parameters: Mapping[str, Mapping[str, Any]] | None = None,
     overwrite: bool = False,
     log: Callable[[str], None] = print,
+    package: bool = True,
+    package_url: str | None = None,
 ) -> dict[str, Any]:
     """Make (or extend) the course folder ``out``; returns the content of its ``course.json``.
 
@@ -211,12 +216,13 @@ def release(
                               "(submissions and grades already in the gradebook are kept)")  # fmt: skip
     state = _load_state(root) if (root / COURSE_FILE).is_file() else {"course_id": COURSE_ID, "assignments": {}}
     state.update(profile=profile, released=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    write_text(root / "nbgrader_config.py", CONFIG_FILE_TEXT)
+    _write_config(root, log)
     api = _api(root)
     for master in chosen:
         start = time.perf_counter()
         values = classroom_parameters(master, profile, parameters.get(master.name))
         nb = course_cells.lock_parameters(course_cells.set_parameters(nbcheck.load_notebook(master), values))
+        nb = package_tools.mark_locked(package_tools.student_install_cell(nb, package_url))
         folder = root / "source" / master.stem
         write_text(folder / master.name, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
         write_text(folder / "README.md", _assignment_readme(master, values))
@@ -236,8 +242,39 @@ def release(
         }
         log(f"released {master.stem} in {time.perf_counter() - start:.1f} s")
     write_text(root / COURSE_FILE, json.dumps(state, indent=2, default=str) + "\n")
+    if package:
+        state["package"] = package_tools.write_student_package(root, [p.stem for p in chosen], assignment_notebooks(),
+                                                                log)  # fmt: skip
+        write_text(root / COURSE_FILE, json.dumps(state, indent=2, default=str) + "\n")
     log(_release_summary(root, state, [p.stem for p in chosen]))
     return state
+
+
+CONFIG_MARK = "# --- m2s course settings"
+
+
+def _write_config(root: Path, log: Callable[[str], None]) -> None:
+    """``nbgrader_config.py``: ours is (re)written; a teacher's own file is kept, with our settings appended once
+    (a course id other than ours is refused: the gradebook is keyed by it)."""
+    import re
+
+    path = root / "nbgrader_config.py"
+    if path.is_symlink():
+        raise FileExistsError(f"{path} is a symbolic link: replace it with a file (nothing was written)")
+    if not path.is_file() or path.read_text(encoding="utf-8").startswith(CONFIG_FILE_TEXT.splitlines()[0]):
+        write_text(path, CONFIG_FILE_TEXT)
+        return
+    text = path.read_text(encoding="utf-8")
+    other = re.search(r"^\s*c\.CourseDirectory\.course_id\s*=\s*['\"]([^'\"]*)['\"]", text, re.M)
+    if other and other.group(1) != COURSE_ID:
+        raise FileExistsError(f"{path} sets course_id {other.group(1)!r}; this course's gradebook uses {COURSE_ID!r}: "
+                              f"release into another folder, or set course_id = {COURSE_ID!r} there (not changed)")
+    if CONFIG_MARK in text:
+        return
+    ours = [line for line in CONFIG_FILE_TEXT.splitlines()[2:] if line.split("=")[0].strip() not in text]
+    write_text(path, text.rstrip("\n") + f"\n\n{CONFIG_MARK} (appended by `m2s course release`; yours above are "
+               "kept) ---\n" + "\n".join(ours) + "\n")
+    log(f"kept your {path.name}; appended the course's settings it lacked ({len(ours)} line(s))")
 
 
 def _assignment_readme(master: Path, values: Mapping[str, Any]) -> str:
@@ -274,73 +311,233 @@ def _load_state(root: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass
 class GradeResult:
-    """What :func:`grade` did: one row per submission, the problems found, and the files written."""
+    """What :func:`grade` did: one row per submission graded now, the problems found, and the files written."""
 
-    rows: list[dict[str, Any]] = field(default_factory=list)  # student, assignment, score, max_score, auto, auto_max
+    rows: list[dict[str, Any]] = field(default_factory=list)  # student, assignment, score, max_score, auto, …
     problems: list[tuple[str, str, str]] = field(default_factory=list)  # (student, assignment, problem)
     grades_csv: Path | None = None
     problems_csv: Path | None = None
     feedback: dict[tuple[str, str], Path] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # unchanged since the last grading
+    unsandboxed: bool = False
 
 
-def _submissions(folder: Path, known: Sequence[str], result: GradeResult) -> list[tuple[str, str, Path]]:
-    """``(student, assignment, folder)`` for every submission in ``folder``; unknown assignments are problems."""
-    found = []
-    for student_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for sub in sorted(p for p in student_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if sub.name in known:
-                found.append((student_dir.name, sub.name, sub))
-            else:
-                result.problems.append((student_dir.name, sub.name, f"{sub.name} is not an assignment of this course "
-                                        f"(has: {', '.join(known)}); not graded"))  # fmt: skip
-    return found
+def default_limits(assignments: Sequence[str], cell_timeout: int | None = None, submission_timeout: int | None = None,
+                   memory_gib: float | None = None) -> Any:  # fmt: skip
+    """The limits of a grading run: the largest of the assignments' defaults (:data:`TIME_LIMITS`), unless given."""
+    from .grading.sandbox import Limits
+
+    cell = max(TIME_LIMITS.get(a[:2], DEFAULT_LIMIT)[0] for a in assignments)
+    whole = max(TIME_LIMITS.get(a[:2], DEFAULT_LIMIT)[1] for a in assignments)
+    return Limits(cell_timeout=cell_timeout or cell, submission_timeout=submission_timeout or max(whole, cell_timeout or 0),
+                  memory_bytes=int((memory_gib if memory_gib is not None else MEMORY_GIB) * 2**30) or None)
 
 
-def _check_submission(folder: Path, assignment: str, root: Path) -> tuple[dict | None, list[str]]:
-    """The submitted notebook (``None`` when it cannot be graded) and the problems found in it."""
-    expected = folder / f"{assignment}.ipynb"
-    if not expected.is_file():
-        others = sorted(p.name for p in folder.glob("*.ipynb"))
-        found = f"found {', '.join(others)}" if others else "the folder holds no notebook"
-        return None, [f"no {expected.name} ({found}): the notebook must keep its released name; not graded"]
+def prepare_shared(root: Path, state: Mapping[str, Any], assignments: Sequence[str], log: Callable[[str], None]) -> None:
+    """``<course>/shared/``: the read-only inputs every submission reads (the synthetic set of the presets), made once
+    by the grader, never by a student's run. A checkpoint for 07/08 is the teacher's to put there
+    (``m2s train --profile tiny --out <course>/shared/runs/06_training``); without it those notebooks train a short
+    model inside each submission's scratch folder."""
+    from ..data.synthetic.generate import ensure_dataset
+
+    for assignment in assignments:
+        values = state["assignments"][assignment].get("parameters", {})
+        data_root = values.get("data_root")
+        if not (isinstance(data_root, str) and data_root.startswith(CLASSROOM_RUN_DIR + "/")):
+            continue
+        target = root / "shared" / data_root
+        if (target / "manifest.json").is_file() or (target.is_dir() and any(target.iterdir())):
+            continue
+        start = time.perf_counter()
+        ensure_dataset("polyp", target, n=values.get("synthetic_n", 400), seed=values.get("synthetic_seed", 0),
+                       size=values.get("synthetic_size", 128), n_test=values.get("synthetic_n_test"),
+                       difficulty=values.get("synthetic_difficulty", "realistic"), progress=False)  # fmt: skip
+        log(f"made the shared data set {target.relative_to(root)} in {time.perf_counter() - start:.0f} s")
+
+
+def _safe_dir(root: Path, *parts: str) -> Path:
+    """``root/parts…`` as real folders: a symbolic link on the way is removed (the link, never what it points to)."""
+    path = root
+    for part in parts:
+        path = path / part
+        if path.is_symlink():
+            path.unlink()
+        path.mkdir(exist_ok=True)
+    return path
+
+
+def grade(
+    course: str | Path,
+    submissions: str | Path,
+    out: str | Path | None = None,
+    timeout: int | None = None,
+    log: Callable[[str], None] = print,
+    *,
+    submission_timeout: int | None = None,
+    jobs: int = 1,
+    regrade: bool = False,
+    sandbox: bool | None = None,
+    memory_gib: float | None = None,
+    settings: Any = None,
+) -> GradeResult:
+    """Grade every submission in ``submissions`` (``<student>/<assignment>/<assignment>.ipynb``) against the
+    course ``course``; ``grades.csv`` and ``problems.csv`` go to ``out`` (default: the course folder), rewritten
+    after every submission. Only new or changed submissions are graded unless ``regrade``."""
+    from ..engine.folder_lock import lock_folder
+
+    root = Path(course).expanduser().resolve()
+    state = _load_state(root)
+    folder = Path(submissions).expanduser().resolve()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--submissions {submissions} is not a folder (expected <student>/<assignment>/"
+                                "<assignment>.ipynb inside)")  # fmt: skip
+    with lock_folder(root, "m2s course grade", log=log):
+        return _grade_locked(root, state, folder, Path(out).expanduser().resolve() if out else root, log,
+                             _settings(settings, state, timeout, submission_timeout, memory_gib, regrade, sandbox),
+                             max(1, int(jobs)))  # fmt: skip
+
+
+def _settings(settings, state, timeout, submission_timeout, memory_gib, regrade, sandbox):
+    from .grading.runner import Settings
+
+    settings = settings or Settings()
+    settings.limits = default_limits(sorted(state["assignments"]), timeout, submission_timeout, memory_gib)
+    settings.regrade = regrade or settings.regrade
+    settings.sandbox = sandbox if sandbox is not None else settings.sandbox
+    return settings
+
+
+def _grade_locked(root: Path, state: Mapping[str, Any], folder: Path, out_dir: Path, log: Callable[[str], None],
+                  settings: Any, jobs: int) -> GradeResult:  # fmt: skip
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from .grading import results, runner
+
+    known = sorted(state["assignments"])
+    result = GradeResult(grades_csv=out_dir / "grades.csv", problems_csv=out_dir / "problems.csv")
+    todo, problems = runner.find_submissions(folder, known)
+    result.problems += problems
+    if not todo:
+        raise FileNotFoundError(f"no submissions in {folder}: expected <student>/<assignment>/<assignment>.ipynb "
+                                f"with an assignment among {', '.join(known)}")  # fmt: skip
+    prepare_shared(root, state, sorted({s.assignment for s in todo}), log)
+    hide = [reproduce.ROOT, root, folder, out_dir]
+    scratch_root = Path(tempfile.mkdtemp(prefix="m2s-grading-", dir=settings.scratch_base))
+    previous = {(s.sid, s.assignment): _previous_digest(root, s) for s in todo}
+    api = _api(root, settings.limits.cell_timeout)
     try:
-        nb = _read_notebook(expected)
-    except Exception as err:  # noqa: BLE001 — JSON errors, nbformat validation errors: all mean "not a notebook"
-        reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
-        return None, [f"{expected.name} is not a valid notebook ({reason}); not graded"]
-    name = f"{assignment}.ipynb"
-    released, source = (nbcheck.load_notebook(root / step / assignment / name) for step in ("release", "source"))
-    problems = [p for p in course_cells.tampered_cells(released, nb, source)
-                if f"{course_cells.PARAMETERS_GRADE_ID!r}" not in p]  # fmt: skip
-    if _restore_parameters(nb, released):
-        problems.append("the parameters cell had lost its lock: graded with the course's presets")
-    return nb, problems
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(runner.grade_one, s, root, state, settings, scratch_root, hide,
+                                   previous[(s.sid, s.assignment)]) for s in todo]  # fmt: skip
+            for done in _progress(as_completed(futures), len(futures)):
+                _record(root, state, folder, done.result(), result, api, settings)
+                results.write_grades(result.grades_csv, [r for r in result.rows if not r.get("_skipped")])
+                results.write_problems(result.problems_csv, {(r["student"], r["assignment"]) for r in result.rows},
+                                       result.problems)  # fmt: skip
+    finally:
+        import shutil
+
+        if not settings.keep_scratch:
+            shutil.rmtree(scratch_root, ignore_errors=True)
+    if result.problems and not result.rows:
+        results.write_problems(result.problems_csv, [], result.problems)
+    log(grade_summary(result))
+    return result
 
 
-def _restore_parameters(nb: dict, released: Mapping[str, Any]) -> bool:
-    """Put the course's locked parameters cell back into ``nb`` when it lost its lock (a master, or an edited copy);
-    ``True`` when it did. nbgrader restores only cells it knows by their ``grade_id``."""
-    ids = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb["cells"]]
-    if course_cells.PARAMETERS_GRADE_ID in ids:
-        return False
-    original = json.loads(json.dumps(nbcheck.parameters_cell(released)))
-    mine = nbcheck.parameters_cell(nb)
-    if mine is not None:
-        nb["cells"][nb["cells"].index(mine)] = original
-    else:
-        position = next(i for i, c in enumerate(released["cells"]) if c is nbcheck.parameters_cell(released))
-        nb["cells"].insert(min(position, len(nb["cells"])), original)
-    return True
+def _progress(iterable, total: int):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover
+        return iterable
+    return tqdm(iterable, total=total, desc="grading", unit="submission")
 
 
-def _score(root: Path, assignment: str, student: str) -> dict[str, float]:
-    from nbgrader.api import Gradebook
+def _previous_digest(root: Path, sub: Any) -> str | None:
+    from .grading.results import verdict_path
 
-    with warnings.catch_warnings(), Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID) as gb:
-        warnings.simplefilter("ignore")  # SQLAlchemy's autoflush notes from inside nbgrader
-        sub = gb.find_submission(assignment, student)
-        return {"score": float(sub.score), "max_score": float(sub.max_score), "auto": float(sub.code_score),
-                "auto_max": float(sub.max_code_score)}  # fmt: skip
+    path = verdict_path(root, sub.sid, sub.assignment)
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("digest") or None
+    except (OSError, ValueError):
+        return None
+
+
+def _record(root: Path, state: Mapping[str, Any], folder: Path, outcome: Any, result: GradeResult, api: Any,
+            settings: Any) -> None:  # fmt: skip
+    """Write what grading one submission gave: verdict, autograded notebook, gradebook, feedback, the row."""
+    from .grading import results, runner
+    from .grading.sandbox import UNSANDBOXED_NOTE
+
+    sub = outcome.submission
+    key = (sub.student, sub.assignment)
+    if outcome.skipped:
+        result.skipped.append(key)
+        result.rows.append({"student": sub.student, "assignment": sub.assignment, "_skipped": True})
+        return
+    info = state["assignments"][sub.assignment]
+    problems = list(outcome.problems)
+    if outcome.verdict is not None and not outcome.sandboxed:
+        problems.append(UNSANDBOXED_NOTE)
+        result.unsandboxed = True
+    result.problems += [(sub.student, sub.assignment, p) for p in problems]
+    row = {"student": sub.student, "assignment": sub.assignment, "score": 0.0,
+           "max_score": info["autograded_points"] + info["manual_points"], "auto": 0.0,
+           "auto_max": info["autograded_points"], "manual": 0.0, "manual_max": info["manual_points"],
+           "seconds": outcome.seconds, "sandboxed": "yes" if outcome.sandboxed else "no",
+           "graded_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+    feedback = root / "feedback" / sub.sid / sub.assignment / f"{sub.assignment}.html"
+    try:
+        if outcome.verdict is not None:
+            before = len(outcome.problems)
+            _record_graded(root, state, folder, outcome, problems, row, api)
+            result.problems += [(sub.student, sub.assignment, p) for p in outcome.problems[before:]]
+        if outcome.verdict is None or not feedback.is_file():
+            _safe_dir(root, "feedback", sub.sid, sub.assignment)
+            _ungraded_feedback(feedback, sub.student, sub.assignment, problems)
+        results.save_verdict(root, sub.sid, sub.assignment, outcome.verdict or {"assignment": sub.assignment,
+                             "exercises": [], "flags": [], "points": 0.0, "graded": False},
+                             {"student": sub.student, "seconds": outcome.seconds, "sandboxed": outcome.sandboxed,
+                              "digest": outcome.digest if outcome.verdict is not None else "",
+                              "problems": problems})  # fmt: skip
+    finally:
+        runner.remove_scratch(outcome)
+    result.feedback[key] = feedback
+    result.rows.append(row)
+
+
+def _record_graded(root: Path, state: Mapping[str, Any], folder: Path, outcome: Any, problems: Sequence[str],
+                   row: dict, api: Any) -> None:  # fmt: skip
+    from ..atomic import copy_file
+    from .grading import results
+
+    sub, verdict = outcome.submission, outcome.verdict
+    name = f"{sub.assignment}.ipynb"
+    submitted = root / "submitted" / sub.sid / sub.assignment
+    if sub.folder.resolve() != submitted.resolve():  # keep nbgrader's copy; only the notebook and its timestamp
+        target = _safe_dir(root, "submitted", sub.sid, sub.assignment)
+        write_text(target / name, json.dumps(outcome.notebook, indent=1, ensure_ascii=False) + "\n")
+    stamp = sub.folder / "timestamp.txt"
+    autograded = _safe_dir(root, "autograded", sub.sid, sub.assignment)
+    executed = nbcheck.load_notebook(outcome.executed) if outcome.executed else dict(outcome.notebook)
+    write_text(autograded / name, json.dumps(results.annotate(executed, verdict, problems), indent=1,
+                                             ensure_ascii=False) + "\n")  # fmt: skip
+    if stamp.is_file() and not stamp.is_symlink():
+        copy_file(stamp, autograded / "timestamp.txt")
+    scores = {e["grade_id"]: e["points"] for e in verdict["exercises"]}
+    results.record_gradebook(root, COURSE_ID, sub.sid, sub.student, sub.assignment, scores)
+    manual = results.manual_scores(root, COURSE_ID, sub.sid, sub.assignment)
+    row.update(results.exercise_columns(sub.assignment, verdict, outcome.notebook, manual))
+    row["auto"] = float(verdict["points"])
+    row["manual"] = float(sum(v for v in manual.values() if v is not None))
+    row["score"] = row["auto"] + row["manual"]
+    _safe_dir(root, "feedback", sub.sid, sub.assignment)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nbgrader's SQLAlchemy and nbformat notes
+        made = api.generate_feedback(sub.assignment, sub.sid, force=True)
+    if not made["success"]:
+        outcome.problems.append(f"feedback failed: {_outcome(made)}")
 
 
 def _ungraded_feedback(path: Path, student: str, assignment: str, problems: Sequence[str]) -> Path:
@@ -351,95 +548,23 @@ def _ungraded_feedback(path: Path, student: str, assignment: str, problems: Sequ
                             "again.</p></body></html>\n")  # fmt: skip
 
 
-def grade(
-    course: str | Path,
-    submissions: str | Path,
-    out: str | Path | None = None,
-    timeout: int = CELL_TIMEOUT,
-    log: Callable[[str], None] = print,
-) -> GradeResult:
-    """Autograde every submission in ``submissions`` (``<student>/<assignment>/<assignment>.ipynb``) against the
-    course ``course`` and write ``grades.csv`` and ``problems.csv`` to ``out`` (default: the course folder)."""
-    root = Path(course).expanduser().resolve()
-    state = _load_state(root)
-    folder = Path(submissions).expanduser().resolve()
-    if not folder.is_dir():
-        raise FileNotFoundError(f"--submissions {submissions} is not a folder (expected <student>/<assignment>/"
-                                "<assignment>.ipynb inside)")  # fmt: skip
-    out_dir = Path(out).expanduser().resolve() if out else root
-    known = sorted(state["assignments"])
-    result = GradeResult()
-    todo = _submissions(folder, known, result)
-    if not todo:
-        raise FileNotFoundError(f"no submissions in {folder}: expected <student>/<assignment>/<assignment>.ipynb "
-                                f"with an assignment among {', '.join(known)}")  # fmt: skip
-    reproduce._kernel_environment()  # headless matplotlib, thread count, the repository on PYTHONPATH
-    api = _api(root, timeout)
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        def tqdm(x, **_):
-            return x
-    for student, assignment, sub in tqdm(todo, desc="grading", unit="submission"):
-        start = time.perf_counter()
-        nb, problems = _check_submission(sub, assignment, root)
-        result.problems += [(student, assignment, p) for p in problems]
-        feedback = root / "feedback" / student / assignment / f"{assignment}.html"
-        max_score = state["assignments"][assignment]["autograded_points"] + state["assignments"][assignment][
-            "manual_points"]
-        row = {"student": student, "assignment": assignment, "score": 0.0, "max_score": max_score, "auto": 0.0,
-               "auto_max": state["assignments"][assignment]["autograded_points"]}  # fmt: skip
-        if nb is not None:
-            target = root / "submitted" / student / assignment
-            restored = any("parameters cell had lost its lock" in p for p in problems)
-            if target.resolve() != sub.resolve():
-                shutil.rmtree(target, ignore_errors=True)  # the course's copy of an earlier grading, not the original
-                shutil.copytree(sub, target)
-            if restored or target.resolve() != sub.resolve():  # the checked notebook, presets restored
-                write_text(target / f"{assignment}.ipynb", json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # nbgrader's SQLAlchemy and nbformat notes, not the student's
-                graded = api.autograde(assignment, student, force=True, create=True)
-            if not graded["success"]:
-                result.problems.append((student, assignment, f"autograde failed: {_outcome(graded)}"))
-            else:
-                row.update(_score(root, assignment, student))
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    made = api.generate_feedback(assignment, student, force=True)
-                if not made["success"]:
-                    result.problems.append((student, assignment, f"feedback failed: {_outcome(made)}"))
-        if not feedback.is_file():
-            _ungraded_feedback(feedback, student, assignment, [p for s, a, p in result.problems
-                                                               if (s, a) == (student, assignment)])  # fmt: skip
-        result.feedback[(student, assignment)] = feedback
-        row["seconds"] = round(time.perf_counter() - start, 1)
-        result.rows.append(row)
-    result.grades_csv = write_text(out_dir / "grades.csv", _csv(GRADES_HEADER, result.rows))
-    result.problems_csv = write_text(out_dir / "problems.csv", _csv(
-        ("student", "assignment", "problem"), [dict(zip(("student", "assignment", "problem"), p))
-                                               for p in result.problems]))  # fmt: skip
-    log(grade_summary(result))
-    return result
-
-
-def _csv(header: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(header), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:g}" if isinstance(v, float) else v) for k, v in row.items()})
-    return buffer.getvalue()
-
-
 def grade_summary(result: GradeResult) -> str:
     """The table printed at the end of :func:`grade`, then the problems, one line each."""
     lines = [f"{'student':<16} {'assignment':<32} {'autograded':>12} {'score':>12} {'time':>7}", "-" * 83]
     for r in result.rows:
+        if r.get("_skipped"):
+            continue
         lines.append(f"{r['student']:<16} {r['assignment']:<32} {r['auto']:>5g} / {r['auto_max']:<4g} "
                      f"{r['score']:>5g} / {r['max_score']:<4g} {r.get('seconds', 0):>6.1f}s")  # fmt: skip
-    lines.append(f"{len(result.rows)} submission(s) graded; grades in {result.grades_csv}; feedback in "
+    graded = sum(1 for r in result.rows if not r.get("_skipped"))
+    lines.append(f"{graded} submission(s) graded; grades in {result.grades_csv}; feedback in "
                  f"<course>/feedback/<student>/<assignment>/")  # fmt: skip
+    if result.skipped:
+        lines.append(f"{len(result.skipped)} unchanged since the last grading, kept (--regrade grades them again)")
+    if result.unsandboxed:
+        from .grading.sandbox import UNSANDBOXED_NOTE
+
+        lines.append(f"WARNING: {UNSANDBOXED_NOTE}")
     if result.problems:
         lines.append(f"{len(result.problems)} problem(s) (also in {result.problems_csv}):")
         lines += [f"  {s}/{a}: {p}" for s, a, p in result.problems]
