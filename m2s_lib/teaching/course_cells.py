@@ -32,6 +32,7 @@ __all__ = [
     "points_markdown",
     "points_rows",
     "set_parameters",
+    "student_text_problems",
     "tampered_cells",
 ]
 
@@ -190,4 +191,34 @@ def tampered_cells(released: Mapping[str, Any], submitted: Mapping[str, Any],
             problems.append(f"locked {what} {meta['grade_id']!r} was deleted (graded with the original put back)")
         elif theirs[meta["grade_id"]].strip() not in (nbcheck.cell_source(cell).strip(), originals.get(meta["grade_id"])):
             problems.append(f"locked {what} {meta['grade_id']!r} was altered (graded with the original)")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Words and links that must not reach a student version
+# ---------------------------------------------------------------------------------------------------------------
+TEACHER_WORDS = ("tests/", "papermill", "make reproduce", "overrides", "notebook_overrides", "BEGIN HIDDEN TESTS",
+                 "test suite", "the test run", "CI,")  # fmt: skip
+PAPER_ONLY_WORDS = ("the paper's input size", "the paper's encoder,")  # true only under the paper's profile
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def student_text_problems(student: Mapping[str, Any], paper_preset: bool = False,
+                          released: Iterable[str] = ()) -> list[str]:  # fmt: skip
+    """What a released student version must not say: test-suite, papermill or CI words, text that is only true
+    under the paper's profile (unless ``paper_preset``), and relative links to files not in ``released`` (paths
+    relative to the notebook's folder). Empty: clean. ``m2s course release`` refuses a version with problems."""
+    words = TEACHER_WORDS + (() if paper_preset else PAPER_ONLY_WORDS)
+    files = {str(Path(p)) for p in released}
+    problems = []
+    for i, cell in enumerate(student.get("cells", []), 1):
+        text = nbcheck.cell_source(cell)
+        problems += [f"cell {i}: {w!r} (words for teachers or the paper's profile)" for w in words if w in text]
+        if cell.get("cell_type") != "markdown":
+            continue
+        for target in _LINK.findall(text):
+            if re.match(r"^[a-z]+:|^#", target):
+                continue
+            if str(Path(target.split("#")[0])) not in files:
+                problems.append(f"cell {i}: link to {target!r}, which is not in the release")
     return problems
