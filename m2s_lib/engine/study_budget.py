@@ -16,7 +16,7 @@ Folder (``out``)::
 
     budget.yaml               the budget study's settings (preset, base preset, budgets, variants, seeds)
     steps-00300/ ...          one study folder per budget (study.yaml, runs.csv, steps/, its own REPORT.md)
-    REPORT.md, budget.csv, budget_seeds.csv, budget.png     the report (``m2s_lib.engine.study_budget_report``)
+    REPORT.md, budget.csv, budget_seeds.csv, budget.png, budget_table.md   the report (``study_budget_report``)
 
 >>> [(steps, spec.overrides["optim.epochs"]) for steps, spec in budget_specs("budget")]
 [(300, 6), (600, 12), (1200, 24), (2400, 48)]

@@ -7,7 +7,8 @@ as *partial*. The paired differences and verdicts are :func:`m2s_lib.engine.stud
 budget's runs (one home for the statistics).
 
 Files written into the study folder (atomically): ``REPORT.md``, ``budget.csv`` (one row per budget and metric),
-``budget_seeds.csv`` (per-seed differences), ``budget.png``.
+``budget_seeds.csv`` (per-seed differences), ``budget.png``, ``budget_table.md`` (the table and the trend sentences:
+what docs/ablations.md quotes).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from .study_budget import budget_folder, read_budget
 from .study_report import _png, scale_text, study_tables
 
 __all__ = ["BudgetTables", "CAVEAT", "budget_tables", "budget_verdict_table", "trend_sentence", "budget_figure",
-           "budget_markdown", "write_budget_report", "latest_budget_study"]
+           "budget_snippet", "budget_markdown", "write_budget_report", "latest_budget_study"]
 
 DIFF_METRICS = ("mDice", "mIoU")
 CAVEAT = (
@@ -207,6 +208,13 @@ def _compute_text(out: Path, t: BudgetTables) -> str:
                 reused.any() else "."))
 
 
+def budget_snippet(t: BudgetTables) -> str:
+    """The table and the two trend sentences (markdown): the part of the report that docs/ablations.md quotes."""
+    return "\n".join([budget_verdict_table(t).to_markdown(index=False), "",
+                      f"**Trend (mDice).** {trend_sentence(t, 'mDice')}", "",
+                      f"**Trend (mIoU).** {trend_sentence(t, 'mIoU')}"])
+
+
 def _epochs_text(spec: StudySpec, steps) -> str:
     from .study import variant_config
     from .study_budget import steps_per_epoch
@@ -231,11 +239,7 @@ def budget_markdown(out: Path, t: BudgetTables) -> str:
         "Paired difference per budget: the same seed gives both variants the same batches; mean and 95 % t interval "
         "over seeds; verdict on the paper's claim (the variant scores higher): *supported* / *contradicted* / "
         f"*{NOT_RESOLVED}*.", "", _compute_text(out, t), "",
-        "## The difference at each budget", "",
-        budget_verdict_table(t).to_markdown(index=False), "",
-        f"**Trend (mDice).** {trend_sentence(t, 'mDice')}", "",
-        f"**Trend (mIoU).** {trend_sentence(t, 'mIoU')}", "",
-        "![budget study](budget.png)", "", CAVEAT, "",
+        "## The difference at each budget", "", budget_snippet(t), "", "![budget study](budget.png)", "", CAVEAT, "",
     ]
     if off:
         lines += ["**Warning:** some runs did not make their budget's number of steps: " + "; ".join(off), ""]
@@ -255,11 +259,12 @@ def write_budget_report(out: str | os.PathLike) -> dict[str, Path]:
         if runs:
             write_report(budget_folder(out, steps))
     paths = {"markdown": out / "REPORT.md", "table": out / "budget.csv", "seeds": out / "budget_seeds.csv",
-             "figure": out / "budget.png"}
+             "figure": out / "budget.png", "snippet": out / "budget_table.md"}
     write_text(paths["table"], t.diffs.merge(t.status[["steps", "runs", "expected", "state"]], on="steps",
                                              how="right").to_csv(index=False))
     write_text(paths["seeds"], t.per_seed.to_csv(index=False))
     write_bytes(paths["figure"], _png(budget_figure(t)))
+    write_text(paths["snippet"], budget_snippet(t) + "\n")
     write_text(paths["markdown"], budget_markdown(out, t))
     return paths
 

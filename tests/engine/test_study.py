@@ -430,6 +430,7 @@ def test_budget_report_partial_then_complete(tmp_path, monkeypatch):
     text = paths["markdown"].read_text()
     assert "PARTIAL" not in text and "teaching difficulty" in text and "s0: -0.095" in text
     assert paths["figure"].stat().st_size > 1000 and len(pd.read_csv(paths["seeds"])) == 12
+    assert paths["snippet"].read_text().startswith("|   steps |") and trend_sentence(t) in paths["snippet"].read_text()
 
 
 def test_budget_preset_from_the_command_line(tmp_path):
