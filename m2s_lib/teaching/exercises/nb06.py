@@ -3,7 +3,6 @@ triangle and the SGD update. References: the model's own ``encoder`` module, ``m
 ``torch.optim.SGD``."""
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
