@@ -29,7 +29,7 @@ Inputs are numpy arrays: predictions as probabilities in [0, 1] (float) or 8-bit
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,16 +42,15 @@ __all__ = [
     "PROTOCOLS",
     "POLYP_COLUMNS",
     "POLYP_TEST_SETS",
+    "DICE_SMOOTH",
+    "PROB_CUT",
+    "binarize_prob",
     "to_uint8",
     "binarize_mask",
     "score_map",
     "PolypMetrics",
     "BinaryMetrics",
     "OCTMetrics",
-    "polyp_scores",
-    "covid_scores",
-    "busi_scores",
-    "oct_scores",
     "results_table",
     "fold_summary",
     "mean_std_text",
@@ -73,7 +72,16 @@ POLYP_COLUMNS = ("mDice", "mIoU", "wFm", "Sm", "maxEm", "MAE")
 COVID_COLUMNS = ("Precision", "Recall", "DSC", "Sm", "MAE")
 BUSI_COLUMNS = ("Jaccard", "Precision", "Recall", "Dice", "Specificity")
 
-_SMOOTH = 1e-5  # the authors' smoothing constant
+# One home for two small rules that several modules apply (the evaluation, the ablation probe, prediction files,
+# the figures): the smoothing of a Dice/IoU ratio, and the cut that turns a probability into a decision.
+DICE_SMOOTH = 1e-5  # the authors' constant: (2Σpg + s) / (Σp + Σg + s)
+PROB_CUT = 0.5
+
+
+def binarize_prob(prob, threshold: float = PROB_CUT):
+    """The one probability cut: ``prob > threshold`` (numpy arrays and torch tensors alike). Strict, as
+    pysodmetrics' binary measures (``binary@0.5``) cut: a probability of exactly 0.5 (logit 0) is background."""
+    return prob > threshold
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -157,10 +165,10 @@ class PolypMetrics:
         if self.protocol == "authors":
             p, g = prepare_data(pred8, gt8)
             inter = float((p * g).sum())
-            self._soft["dice"].append((2 * inter + _SMOOTH) / (float(g.sum()) + float(p.sum()) + _SMOOTH))
-            hard = p > 0.5
+            self._soft["dice"].append((2 * inter + DICE_SMOOTH) / (float(g.sum()) + float(p.sum()) + DICE_SMOOTH))
+            hard = binarize_prob(p)
             self._soft["iou"].append(
-                (float((hard & g).sum()) + _SMOOTH) / (float((hard | g).sum()) + _SMOOTH)
+                (float((hard & g).sum()) + DICE_SMOOTH) / (float((hard | g).sum()) + DICE_SMOOTH)
             )
         self.names.append(name if name is not None else f"{len(self.names):05d}")
 
@@ -233,15 +241,6 @@ def score_map(metric: PolypMetrics | BinaryMetrics, pred: np.ndarray, gt: np.nda
     return pred8
 
 
-def polyp_scores(
-    preds: Iterable[np.ndarray], gts: Iterable[np.ndarray], protocol: str = "pranet", measures=None
-) -> dict[str, float]:
-    """Polyp measures of paired maps and masks (see :class:`PolypMetrics`)."""
-    metric = PolypMetrics(protocol, measures)
-    for pred, gt in zip(preds, gts, strict=True):
-        metric.update(pred, gt)
-    return metric.results()
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # COVID-19 and BUSI: one threshold at 0.5
@@ -297,22 +296,6 @@ class BinaryMetrics:
         return out
 
 
-def covid_scores(preds, gts) -> dict[str, float]:
-    """Table 3's measures: Precision, Recall, DSC, Sα (``Sm``), MAE (protocol ``binary@0.5``)."""
-    metric = BinaryMetrics()
-    for pred, gt in zip(preds, gts, strict=True):
-        metric.update(pred, gt)
-    res = metric.results()
-    return {k: res[k] for k in ("n", *COVID_COLUMNS)}
-
-
-def busi_scores(preds, gts) -> dict[str, float]:
-    """Table 4's measures of one fold: Jaccard, Precision, Recall, Dice, Specificity (protocol ``binary@0.5``)."""
-    metric = BinaryMetrics()
-    for pred, gt in zip(preds, gts, strict=True):
-        metric.update(pred, gt)
-    res = metric.results()
-    return {k: res[k] for k in ("n", *BUSI_COLUMNS)}
 
 
 def fold_summary(folds: Sequence[Mapping[str, float]] | pd.DataFrame, ddof: int = 1) -> pd.DataFrame:
@@ -424,13 +407,6 @@ class OCTMetrics:
         out["MED"] = float(np.nanmean(meds)) if np.isfinite(meds).any() else float("nan")
         return out
 
-
-def oct_scores(preds, gts, classes: int, layer_names: Sequence[str] | None = None) -> dict[str, float]:
-    """Dice and MED per layer (+ their means) of paired label maps (protocol ``oct``)."""
-    metric = OCTMetrics(classes, layer_names)
-    for pred, gt in zip(preds, gts, strict=True):
-        metric.update(pred, gt)
-    return metric.results()
 
 
 # ---------------------------------------------------------------------------------------------------------------

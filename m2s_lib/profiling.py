@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -13,7 +13,9 @@ import torch.nn as nn
 __all__ = [
     "count_parameters",
     "count_macs",
+    "example_inputs",
     "measure_latency",
+    "synchronize",
     "ModelProfile",
     "profile_model",
     "TABLE6_SIZE",
@@ -32,45 +34,76 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def count_macs(model: nn.Module, size: int | tuple[int, int] = 352, in_channels: int = 3, batch: int = 1) -> int:
-    """Multiply-accumulates of one forward pass, counted by fvcore (module and functional convolutions alike)."""
-    from fvcore.nn import FlopCountAnalysis
+Inputs = torch.Tensor | tuple  # what ``model(*inputs)`` takes: one tensor, or a tuple of positional arguments
 
+
+def example_inputs(model: nn.Module, size: int | tuple[int, int] = 352, in_channels: int = 3, batch: int = 1,
+                   inputs: Inputs | None = None) -> tuple:
+    """``inputs`` as a tuple of positional arguments (moved to nothing: they are used as given), or one random
+    ``batch``×``in_channels``×H×W image batch on the model's device when ``inputs`` is ``None``."""
+    if inputs is not None:
+        return inputs if isinstance(inputs, tuple) else (inputs,)
     h, w = (size, size) if isinstance(size, int) else size
-    device = next(model.parameters()).device
-    x = torch.zeros(batch, in_channels, h, w, device=device)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), warnings.catch_warnings():
-            # fvcore traces with torch.jit, which newer torch versions flag as deprecated (FutureWarning)
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            analysis = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            return int(analysis.total())
-    finally:
-        model.train(was_training)
+    return (torch.randn(batch, in_channels, h, w, device=next(model.parameters()).device),)
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait until ``device`` has finished its queued work (CUDA, Apple MPS, Intel XPU...); nothing on the CPU.
+    Timing an accelerator without it measures the launch of the kernels, not their run."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return
+    backend = getattr(torch, device.type, None)
+    if backend is None or not hasattr(backend, "synchronize"):
+        raise ValueError(f"cannot synchronise device {device}: torch.{device.type}.synchronize does not exist")
+    if device.type == "mps":
+        backend.synchronize()  # torch.mps.synchronize takes no device
+    else:
+        backend.synchronize(device)
+
+
+def count_macs(model: nn.Module, size: int | tuple[int, int] = 352, in_channels: int = 3, batch: int = 1,
+               inputs: Inputs | None = None) -> int:
+    """Multiply-accumulates of one forward pass ``model(*inputs)``, counted by fvcore (module and functional
+    convolutions alike); without ``inputs``, of one ``batch`` of ``size``×``size`` images."""
+    with warnings.catch_warnings():
+        # fvcore scripts its focal loss with torch.jit.script when fvcore.nn is imported, and traces the model with
+        # torch.jit.trace: newer torch versions flag both as deprecated. Only those two warnings are silenced, and
+        # only here, where m2s_lib calls fvcore (nothing imports fvcore at module level).
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.(script|trace)", category=FutureWarning)
+        from fvcore.nn import FlopCountAnalysis
+
+        args = example_inputs(model, size, in_channels, batch, inputs)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                analysis = FlopCountAnalysis(model, args).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+                return int(analysis.total())
+        finally:
+            model.train(was_training)
 
 
 def measure_latency(
     model: nn.Module, size: int | tuple[int, int] = 352, in_channels: int = 3, batch: int = 1,
-    repeats: int = 10, warmup: int = 2,
+    repeats: int = 10, warmup: int = 2, inputs: Inputs | None = None,
 ) -> dict[str, float]:  # fmt: skip
-    """Forward latency in seconds (median, min, and all runs) in eval mode without gradients."""
-    h, w = (size, size) if isinstance(size, int) else size
-    device = next(model.parameters()).device
-    x = torch.randn(batch, in_channels, h, w, device=device)
+    """Forward latency ``model(*inputs)`` in seconds (median, min, and all runs) in eval mode without gradients,
+    the device synchronised around every run (:func:`synchronize`); without ``inputs``, one random ``batch`` of
+    ``size``×``size`` images on the model's device."""
+    args = example_inputs(model, size, in_channels, batch, inputs)
+    tensors = [a for a in args if isinstance(a, torch.Tensor)] or [next(model.parameters())]
+    device = tensors[0].device
     was_training = model.training
     model.eval()
     times = []
     try:
         with torch.inference_mode():
             for step in range(warmup + repeats):
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
+                synchronize(device)
                 start = time.perf_counter()
-                model(x)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
+                model(*args)
+                synchronize(device)
                 if step >= warmup:
                     times.append(time.perf_counter() - start)
     finally:
@@ -84,9 +117,6 @@ class ModelProfile:
     params_m: float
     gmacs: float
     latency_ms: float | None = None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def profile_model(

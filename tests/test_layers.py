@@ -4,13 +4,15 @@
   (``subtraction``, ``mmsm``, ``model``, ``losses``, ``metrics``, ``backbones``, ``profiling``) < ``data`` <
   the settings (``profiles``, ``config``) < ``engine`` < ``teaching`` < ``cli``;
 * no import cycle among ``m2s_lib`` modules, counting imports inside functions;
-* one home for each rule: the dataset facts, device selection, seeding, checkpoint reading, overlay drawing;
+* one home for each rule: the dataset facts, device selection, seeding, checkpoint reading, overlay drawing, the
+  repository root, the ``runs/`` base, the probability cut, Dice smoothing, device synchronisation for timing;
+* no module at the package's top level is a bare re-export (the old import paths are gone);
 * size limits: no module over 600 lines, no function over 80.
 """
 from __future__ import annotations
 
 import ast
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import pytest
@@ -228,6 +230,110 @@ def test_one_overlay_rule():
             if isinstance(fn, ast.FunctionDef) and fn.name == "overlay" and name != "m2s_lib.engine.predict":
                 called = {ast.unparse(c.func) for c in ast.walk(fn) if isinstance(c, ast.Call)}
                 assert "blend_overlay" in called, f"{name}.overlay draws its own overlay"
+
+
+@cache
+def _docstrings(name: str) -> frozenset[int]:
+    """``id`` of every docstring node of module ``name``."""
+    return frozenset(id(node.body[0].value) for node in ast.walk(_trees()[name])
+                     if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                     and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant))
+
+
+@cache
+def _divided(name: str) -> frozenset[int]:
+    """``id`` of every operand of a ``/`` in module ``name`` (``root / "runs"``)."""
+    return frozenset(id(side) for node in ast.walk(_trees()[name]) if isinstance(node, ast.BinOp)
+                     and isinstance(node.op, ast.Div) for side in (node.left, node.right))
+
+
+def _outside(home: str, found: list[tuple[str, str]]) -> list[str]:
+    """``module.function:line`` of the places in ``found`` (``(module.function, line)``) that are not ``home``."""
+    return [f"{where}:{line}" for where, line in found if where != home]
+
+
+def _places(predicate) -> list[tuple[str, str]]:
+    """``(module.function, line)`` of every node for which ``predicate(node, module name)`` holds."""
+    found = []
+    for name, tree in _trees().items():
+        owner = _enclosing_functions(tree)
+        found += [(f"{name}.{owner.get(node, '<module>')}", str(node.lineno)) for node in ast.walk(tree)
+                  if predicate(node, name)]
+    return found
+
+
+def test_repository_root_has_one_home():
+    """Only ``constants.repo_root`` climbs from ``__file__`` (the sandbox's copy of the installed package, which
+    looks for the package itself, is not the repository)."""
+    found = _places(lambda node, name: isinstance(node, ast.Attribute) and node.attr in ("parent", "parents")
+                    and "__file__" in ast.unparse(node))  # fmt: skip
+    places = [p for p in _outside("m2s_lib.constants.repo_root", found) if "m2s_lib.teaching.grading." not in p]
+    assert not places, f"the repository root is found again at {places}: use m2s_lib.constants.repo_root()"
+
+
+def test_runs_base_has_one_home():
+    """A ``runs/...`` path is written only as ``constants.RUNS_DIR`` and built with ``runs_path``; the settings'
+    relative ``runs/data`` default is resolved against the repository root where it is used. The classroom's and
+    the grader's run folders are relative to a student's folder by design (no repository there)."""
+    def is_runs_path(node, name):
+        if not isinstance(node, ast.Constant) or not isinstance(node.value, str) or id(node) in _docstrings(name):
+            return False
+        if name.startswith(("m2s_lib.teaching.course", "m2s_lib.teaching.grading.")) or name == "m2s_lib.constants":
+            return False
+        if name == "m2s_lib.config" and node.value == "runs/data":  # DataConfig.synthetic_dir, a relative setting
+            return False
+        return node.value.startswith("runs/") or (node.value == "runs" and id(node) in _divided(name))
+
+    places = _outside("", _places(is_runs_path))
+    assert not places, f"runs/ written out at {places}: use m2s_lib.constants.runs_path(...)"
+
+
+def test_probability_cut_has_one_home():
+    """``p > 0.5`` (or ``>= threshold``) is decided only by ``metrics.binarize_prob`` (and masks by
+    ``metrics.binarize_mask``); coin flips (``rand() < 0.5``) are not cuts."""
+    def is_cut(node, name):
+        if not isinstance(node, ast.Compare) or not any(isinstance(op, (ast.Gt, ast.GtE)) for op in node.ops):
+            return False
+        return any((isinstance(c, ast.Constant) and c.value == 0.5) or ast.unparse(c).endswith(("threshold", "PROB_CUT"))
+                   for c in (node.left, *node.comparators))
+
+    places = [p for p in _outside("m2s_lib.metrics.binarize_prob", _places(is_cut))
+              if not p.startswith("m2s_lib.metrics.binarize_mask:")]
+    assert not places, f"a probability is cut at {places}: use m2s_lib.metrics.binarize_prob"
+
+
+def test_dice_smoothing_has_one_home():
+    """A smoothed ratio ``(a + eps) / (b + eps)`` (Dice, IoU) uses ``metrics.DICE_SMOOTH``, never its own eps."""
+    def is_smoothed_ratio(node, name):
+        if not (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)):
+            return False
+        eps = [[c.value for c in ast.walk(side) if isinstance(c, ast.Constant) and isinstance(c.value, float)
+                and 0 < c.value < 1e-3] for side in (node.left, node.right)]
+        return bool(set(eps[0]) & set(eps[1]))
+
+    places = _outside("", _places(is_smoothed_ratio))
+    assert not places, f"a Dice/IoU ratio carries its own smoothing at {places}: use m2s_lib.metrics.DICE_SMOOTH"
+
+
+def test_device_synchronisation_has_one_home():
+    """Timing waits for the device only through ``profiling.synchronize`` (CUDA, MPS, ... in one place)."""
+    found = _places(lambda node, name: isinstance(node, ast.Call)
+                    and ast.unparse(node.func).endswith(("cuda.synchronize", "mps.synchronize", "backend.synchronize")))
+    places = _outside("m2s_lib.profiling.synchronize", found)
+    assert not places, f"a device is synchronised at {places}: use m2s_lib.profiling.synchronize"
+
+
+def test_no_top_level_module_is_a_bare_reexport():
+    """Every module directly in ``m2s_lib/`` defines something of its own (the old import paths are gone)."""
+    bare = []
+    for name, tree in _trees().items():
+        if name.count(".") != 1:
+            continue
+        body = [n for n in tree.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+        if body and all(isinstance(n, (ast.Import, ast.ImportFrom)) or (isinstance(n, ast.Assign) and
+                        any(isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets)) for n in body):
+            bare.append(name)
+    assert not bare, f"modules that only re-export: {bare}"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import write_bytes, write_text
+from ..constants import runs_path
 from .stats import CONTRADICTED, NOT_RESOLVED, SUPPORTED
 from .study import VARIANTS, StudySpec, read_results
 from .study_budget import budget_folder, read_budget
@@ -269,9 +270,9 @@ def write_budget_report(out: str | os.PathLike) -> dict[str, Path]:
     return paths
 
 
-def latest_budget_study(root: str | os.PathLike = "runs/ablations") -> Path | None:
+def latest_budget_study(root: str | os.PathLike | None = None) -> Path | None:
     """The budget study under ``root`` (its smoke preset left out) changed last; None when there is none."""
-    found = [p.parent for p in Path(root).glob("*/budget.yaml")
+    found = [p.parent for p in Path(root or runs_path("ablations")).glob("*/budget.yaml")
              if not str((read_budget(p.parent) or {}).get("preset", "")).endswith("smoke")]
     return max(found, key=lambda p: max(q.stat().st_mtime for q in [p / "budget.yaml", *p.glob("*/runs.csv")]),
                default=None)

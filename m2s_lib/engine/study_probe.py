@@ -22,6 +22,8 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from ..metrics import DICE_SMOOTH, binarize_prob
+
 __all__ = ["EarlyProbe", "probe_model", "frozen_batchnorm_stats"]
 
 
@@ -44,10 +46,10 @@ def frozen_batchnorm_stats(model: nn.Module):
 
 
 def _dice05(prob: torch.Tensor, mask: torch.Tensor) -> float:
-    pred = (prob > 0.5).float()
+    pred = binarize_prob(prob).float()
     inter = (pred * mask).sum(dim=(1, 2, 3))
     total = pred.sum(dim=(1, 2, 3)) + mask.sum(dim=(1, 2, 3))
-    return float(((2 * inter + 1e-6) / (total + 1e-6)).mean())
+    return float(((2 * inter + DICE_SMOOTH) / (total + DICE_SMOOTH)).mean())
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""Checks that committed notebooks are clean and papermill-ready: ``python -m m2s_lib.nbcheck notebooks``.
+"""Checks that committed notebooks are clean and papermill-ready: ``m2s nbcheck notebooks`` (``make lint``, the
+pre-commit hook).
 
 Rules, for every ``*.ipynb`` under the given folders (``.ipynb_checkpoints`` skipped) or given as files:
 
@@ -10,6 +11,9 @@ Rules, for every ``*.ipynb`` under the given folders (``.ipynb_checkpoints`` ski
    Their comments hold no ``=``: papermill's parameter parser (``papermill --help-notebook``, the
    unknown-parameter warning) gives up on such a line.
 4. No ``injected-parameters`` cell (that is an executed copy, which belongs in ``runs/``).
+5. No code cell over :data:`MAX_CELL_LINES` lines, except the parameters cell, the install cell and solution cells
+   (nbgrader ``solution`` metadata or a ``### BEGIN SOLUTION`` region): a longer cell is a function that belongs
+   in the library, which the cell then calls.
 
 With ``--overrides tests/notebook_overrides.yaml`` it also checks that file: every entry names an existing
 numbered notebook, every numbered notebook has an entry (``{}`` is fine), and every overridden name is one of
@@ -32,11 +36,13 @@ from typing import Any
 __all__ = [
     "NOTEBOOK_GLOB",
     "INSTALL_TAG",
+    "MAX_CELL_LINES",
     "PARAMETERS_TAG",
     "cell_source",
     "discover_notebooks",
     "load_notebook",
     "load_overrides",
+    "long_cells",
     "main",
     "notebook_problems",
     "overrides_problems",
@@ -48,6 +54,7 @@ NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"  # the ordered notebooks that tests and `ma
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
 INSTALL_TAG = "install"  # the Colab install cell, the one code cell allowed before `parameters`
+MAX_CELL_LINES = 30  # rule 5
 
 
 def discover_notebooks(folder: str | Path, pattern: str = NOTEBOOK_GLOB) -> list[Path]:
@@ -126,6 +133,19 @@ def parameter_names(nb_or_path: Mapping[str, Any] | str | Path) -> dict[str, Any
     return {} if cell is None else _parse_parameters(cell_source(cell))[0]
 
 
+def long_cells(nb: Mapping[str, Any], limit: int = MAX_CELL_LINES) -> list[tuple[int, int]]:
+    """``(cell number from 1, lines)`` of every code cell over ``limit`` lines, the exempt cells left out (rule 5)."""
+    found = []
+    for number, cell in enumerate(nb.get("cells", []), 1):
+        source = cell_source(cell)
+        exempt = (PARAMETERS_TAG in _tags(cell) or INSTALL_TAG in _tags(cell) or "### BEGIN SOLUTION" in source
+                  or cell.get("metadata", {}).get("nbgrader", {}).get("solution"))
+        lines = len(source.splitlines())
+        if cell.get("cell_type") == "code" and not exempt and lines > limit:
+            found.append((number, lines))
+    return found
+
+
 def notebook_problems(path: str | Path) -> list[str]:
     """Everything wrong with one committed notebook (empty list: clean)."""
     path = Path(path)
@@ -150,6 +170,9 @@ def notebook_problems(path: str | Path) -> list[str]:
         problems.append(f"has execution counts in cells {counted[:10]} (run `nbstripout {path}`)")
     if any(INJECTED_TAG in _tags(c) for c in nb.get("cells", [])):
         problems.append("holds papermill's injected-parameters cell: it is an executed copy (those go in runs/)")
+    for number, lines in long_cells(nb):
+        problems.append(f"cell {number} has {lines} code lines (at most {MAX_CELL_LINES}): move the work into a "
+                        "library function and call it")
     return [f"{path}: {p}" for p in problems]
 
 
@@ -200,11 +223,20 @@ def _expand(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m m2s_lib.nbcheck", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``m2s nbcheck`` (added to ``parser``, which is returned)."""
     parser.add_argument("paths", nargs="*", default=["notebooks"], help="notebook files or folders (default notebooks)")
     parser.add_argument("--overrides", default=None, help="also check this overrides YAML against the notebooks")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="m2s nbcheck", description=__doc__.splitlines()[0])
+    return run(add_arguments(parser).parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """``m2s nbcheck`` with parsed options; returns the exit status (1: problems, 2: a path does not exist)."""
     try:
         notebooks = _expand(args.paths)
     except FileNotFoundError as err:

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from ..data.synthetic.generate import all_pairs
+from ..metrics import PROB_CUT, binarize_prob
 from ..mmsm import NUM_LEVELS, ce_key, ms_key, unit_name
 from ..subtraction import upsample_like
 from .figures import (  # noqa: F401  (re-exported: the notebooks import them from here)
@@ -408,7 +409,7 @@ def plot_predictions(
     masks,
     preds,
     names: Sequence[str] | None = None,
-    threshold: float = 0.5,
+    threshold: float = PROB_CUT,
     max_images: int = 8,
     from_logits: bool | None = None,
 ) -> Figure:
@@ -442,7 +443,7 @@ def plot_predictions(
             ax.imshow(prob, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             if prob.shape == gt.shape:
                 _contour(ax, gt, "lime", 1.0)
-            _contour(ax, (prob >= threshold).astype(np.float32), "red", 1.0)
+            _contour(ax, binarize_prob(prob, threshold).astype(np.float32), "red", 1.0)
         if r == 0:
             axes[r, 0].set_title("image", fontsize=10)
             axes[r, 1].set_title("ground truth", fontsize=10)
@@ -450,7 +451,7 @@ def plot_predictions(
                 axes[r, c].set_title(method, fontsize=10)
         for ax in axes[r]:
             _clean(ax)
-    fig.suptitle(f"Predictions (green: ground truth, red: prediction ≥ {threshold:g})", fontsize=11)
+    fig.suptitle(f"Predictions (green: ground truth, red: prediction > {threshold:g})", fontsize=11)
     return fig
 
 

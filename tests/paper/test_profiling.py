@@ -42,3 +42,52 @@ def test_cli_reports_bad_options_in_one_line(capsys):
     assert m2s(["profile", "--encoder", "no_such_net", "--size", "64", "--no-latency"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("m2s profile: error: encoder_name='no_such_net' is not a timm model")
+
+
+def test_tuple_inputs_are_counted_and_timed():
+    """A module of several inputs (a unit takes two feature maps): the same helpers, given the inputs."""
+    from m2s_lib.subtraction import MultiScaleSubtractionUnit
+
+    unit = MultiScaleSubtractionUnit(8, (1, 3), impl="dense")
+    pair = (torch.rand(1, 8, 8, 8), torch.rand(1, 8, 16, 16))
+    dense = count_macs(unit, inputs=pair)
+    fast = count_macs(MultiScaleSubtractionUnit(8, (1, 3), impl="fast"), inputs=pair)
+    assert dense - fast == 2 * 16 * 16 * 8 * 8 * 3 * 3  # F3 on both inputs, at the finer input's size
+    lat = measure_latency(unit, inputs=pair, repeats=2, warmup=0)
+    assert len(lat["runs_s"]) == 2
+
+
+def test_latency_synchronises_the_device(monkeypatch):
+    """Every device is waited for around each run: CUDA with its device, Apple MPS without one; the CPU never."""
+    from m2s_lib import profiling
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(("cuda", str(device))))
+    monkeypatch.setattr(torch.mps, "synchronize", lambda: calls.append(("mps", None)))
+    profiling.synchronize("cpu")
+    profiling.synchronize("cuda:1")
+    profiling.synchronize("mps")
+    assert calls == [("cuda", "cuda:1"), ("mps", None)]
+    calls.clear()
+
+    class OnMPS(torch.nn.Module):  # reports its input's device as MPS without needing one
+        def forward(self, x):
+            return x
+
+    fake = torch.empty(0)
+    monkeypatch.setattr(profiling, "example_inputs", lambda *a, **k: (fake,))
+    monkeypatch.setattr(torch.Tensor, "device", property(lambda self: torch.device("mps")))
+    profiling.measure_latency(OnMPS(), inputs=(fake,), repeats=2, warmup=1)
+    assert calls == [("mps", None)] * 6  # before and after each of the 3 runs
+
+
+def test_counting_macs_warns_nothing():
+    """fvcore's deprecated torch.jit calls (at its import and in its tracer) do not reach the user."""
+    import subprocess
+    import sys
+
+    code = ("import torch; from m2s_lib.profiling import count_macs; "
+            "print(count_macs(torch.nn.Conv2d(3, 4, 3), inputs=torch.zeros(1, 3, 8, 8)))")
+    res = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-W", "error::DeprecationWarning", "-c", code],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == str(4 * 3 * 9 * 36), res.stderr[-2000:]
