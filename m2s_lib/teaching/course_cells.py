@@ -25,6 +25,7 @@ __all__ = [
     "MARKERS",
     "PARAMETERS_GRADE_ID",
     "GradedCell",
+    "exercise_problems",
     "graded_cells",
     "hidden_lines",
     "leaks",
@@ -221,4 +222,29 @@ def student_text_problems(student: Mapping[str, Any], paper_preset: bool = False
                 continue
             if str(Path(target.split("#")[0])) not in files:
                 problems.append(f"cell {i}: link to {target!r}, which is not in the release")
+    return problems
+
+
+def exercise_problems(nb: Mapping[str, Any], assignment: str) -> list[str]:
+    """The graded test cells of ``nb`` against the exercises registered for ``assignment``: each test cell of a
+    registered exercise is a short ``check("<its grade_id>", …)`` call with no hidden-test block, its nbgrader
+    points equal the sum of the exercise's checks, and every registered exercise has its test and solution cells."""
+    from .exercises import registry
+
+    exercises = {e.grade_id: e for e in registry.exercises(assignment)}
+    if not exercises:
+        return []
+    cells = {_nbgrader(c).get("grade_id"): c for c in nb.get("cells", []) if _nbgrader(c).get("grade_id")}
+    problems = []
+    for grade_id, exercise in exercises.items():
+        missing = [g for g in (grade_id, *exercise.solution_ids) if g not in cells]
+        if missing:
+            problems.append(f"{grade_id}: no cell with grade_id {missing}")
+            continue
+        text = nbcheck.cell_source(cells[grade_id])
+        points = float(_nbgrader(cells[grade_id]).get("points", 0))
+        if points != exercise.max_points:
+            problems.append(f"{grade_id}: the cell is worth {points:g} points, its checks {exercise.max_points:g}")
+        if f'check("{grade_id}"' not in text or len(text.strip().splitlines()) > 4 or "HIDDEN" in text:
+            problems.append(f"{grade_id}: a test cell is `check(\"{grade_id}\", …)` in at most a few lines")
     return problems

@@ -225,3 +225,23 @@ def test_student_text_check_names_words_and_links():
     assert any("the paper's input size" in p for p in problems)
     assert [p for p in problems if "link" in p] == ["cell 3: link to '02_x.ipynb', which is not in the release"]
     assert not any("paper's input size" in p for p in course_cells.student_text_problems(nb, paper_preset=True))
+
+
+@pytest.mark.parametrize("stem", ["01_subtraction_unit", "02_multiscale_subtraction_unit", "03_mmsm", "04_m2snet",
+                                  "05_lossnet", "06_training", "07_evaluation"])
+def test_test_cells_match_their_registered_exercises(stem):
+    """Points of a test cell = the sum of its exercise's checks; the cell is a short check(...) call."""
+    from m2s_lib.teaching import course_cells, nbcheck
+
+    nb = nbcheck.load_notebook(ROOT / "notebooks" / f"{stem}.ipynb")
+    assert course_cells.exercise_problems(nb, stem) == []
+
+
+def test_exercise_problems_names_a_points_mismatch():
+    from m2s_lib.teaching import course_cells, nbcheck
+
+    nb = nbcheck.load_notebook(ROOT / "notebooks" / "01_subtraction_unit.ipynb")
+    cell = next(c for c in nb["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "su_forward_tests")
+    cell["metadata"]["nbgrader"]["points"] = 9
+    assert course_cells.exercise_problems(nb, "01_subtraction_unit") == [
+        "su_forward_tests: the cell is worth 9 points, its checks 8"]
