@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 
 from m2s_lib.data.layout import DatasetError
 from m2s_lib.engine.run_folder import RunExistsError
-from m2s_lib.engine.score import resize_map, score_maps
+from m2s_lib.engine.score import score_maps
 from m2s_lib.engine.score_report import POOLED, paired_differences
 
 COLUMNS = ("mDice", "mIoU", "wFm", "Sm", "maxEm", "MAE")
@@ -249,7 +249,8 @@ def test_wrong_size_maps_are_resized_to_the_mask(data, maps):
     message = _single_line(res.report.set_index("kind").loc["resized", "message"])
     assert "0001.png is 32×24, its mask 64×48" in message and "bicubic" in message
     pairs = read_pairs(data, "blur3", "CVC-300")
-    pairs[0] = (resize_map(small, (48, 64), "pranet"), pairs[0][1])
+    bicubic = np.asarray(Image.fromarray(small).resize((64, 48), Image.Resampling.BICUBIC))  # MATLAB imresize's default
+    pairs[0] = (bicubic, pairs[0][1])
     got = res.results.set_index("dataset").loc["CVC-300"]
     for key, value in reference(pairs)[0].items():
         assert got[key] == pytest.approx(value, abs=1e-9), key
