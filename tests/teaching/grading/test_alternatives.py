@@ -158,3 +158,43 @@ def test_subclass_results_are_refused_without_a_kernel(tmp_path):
     verdict = es.record("02", answers, tmp_path)
     dense = next(e for e in verdict.exercises if e.grade_id == "full_one_dense_tests")
     assert dense.points == 0 and any("fools comparisons" in f for f in dense.flags)
+
+
+@pytest.mark.parametrize("key", ["01", "03"])  # 02 has no cell that uses an answer; test_notebooks runs it
+def test_untouched_stubs_run_to_the_end_in_student_mode(key, tmp_path):
+    """Issue 26: the whole notebook with every stub untouched (01: one exercise wrong instead) runs to the end;
+    each not-done test cell prints its one line, the wrong one's error output starts with the check's message,
+    and no output holds a traceback of more than 5 lines."""
+    import json
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    answers = {"fusion_parts": "return a + b, a - b"} if key == "01" else {}
+    nb = es.submission(key, answers=answers, stubs=True, full=True)
+    for index, cell in enumerate(nb["cells"]):
+        cell.setdefault("id", f"cell-{index}")
+    node = nbformat.reads(json.dumps(nb), as_version=4)
+    saved = {k: os.environ.get(k) for k in ("MPLBACKEND", "OMP_NUM_THREADS", "M2S_GRADING_DIR")}
+    os.environ.update(MPLBACKEND="Agg", OMP_NUM_THREADS="1")
+    os.environ.pop("M2S_GRADING_DIR", None)
+    try:
+        NotebookClient(node, timeout=300, kernel_name="python3", allow_errors=True,
+                       resources={"metadata": {"path": str(es.NOTEBOOKS)}}).execute()  # fmt: skip
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    outputs = {c.metadata.get("nbgrader", {}).get("grade_id"): c.outputs for c in node.cells if c.cell_type == "code"}
+    errors = [(gid, o) for gid, outs in outputs.items() for o in outs if o.output_type == "error"]
+    from m2s_lib.teaching.exercises import registry
+
+    for exercise in registry.exercises(es.ASSIGNMENTS[key]):
+        text = "".join(o.get("text", "") for o in outputs[exercise.grade_id] if o.output_type == "stream")
+        if key == "01" and exercise.grade_id == "fusion_parts_tests":
+            (error,) = [o for gid, o in errors if gid == exercise.grade_id]
+            assert "check 'difference' failed: your output equals a − b" in error.traceback[0]
+        else:
+            assert text.strip() == f"{exercise.title} is not done yet: write it in the cell above, then run this cell."
+    assert [gid for gid, _ in errors] == (["fusion_parts_tests"] if key == "01" else [])  # ran to the end
+    assert all(len(o.traceback) <= 5 for _, o in errors)
