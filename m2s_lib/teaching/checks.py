@@ -1,4 +1,9 @@
-"""Readable checks for the notebooks' graded test cells (nbgrader autograder tests).
+"""Readable in-process checks (the notebooks' old test-cell helpers), kept for hand-written comparisons.
+
+The graded test cells no longer use these: they call :func:`m2s_lib.teaching.exercises.check`, which records the
+answer's outputs so that a trusted process judges them (an in-kernel check can be patched by the code it checks).
+The comparison itself has one home, :func:`m2s_lib.teaching.exercises.base.compare_tensor`; ``expect_close``
+below words its result as before.
 
 A failed check raises ``AssertionError`` whose message starts with ``check '<name>' failed:`` and then says what
 was wrong in a student's words: a wrong type, a wrong shape, a wrong dtype, or wrong values. When the caller
@@ -58,10 +63,6 @@ def expect_tensor(actual, check: str, shape: tuple | torch.Size | None = None, d
     return actual
 
 
-def _close(a: torch.Tensor, b: torch.Tensor, rtol: float, atol: float) -> bool:
-    return a.shape == b.shape and torch.allclose(a.detach().to(b.dtype), b.detach(), rtol=rtol, atol=atol)
-
-
 def expect_close(
     actual,
     expected: torch.Tensor,
@@ -78,24 +79,15 @@ def expect_close(
     to one of them is reported by that description instead of a bare difference. Tolerances default to
     ``torch.testing``'s for the dtype.
     """
+    from .exercises.base import compare_tensor
+
     expect_tensor(actual, check, shape=expected.shape, dtype=expected.dtype if check_dtype else None, hint=hint)
     if rtol is None or atol is None:
         rtol, atol = (1e-7, 1e-7) if expected.dtype == torch.float64 else (1.3e-6, 1e-5)
-    if _close(actual, expected, rtol, atol):
-        return
-    for description, output in (mistakes or {}).items():
-        if _close(actual, output, rtol, atol):
-            raise _fail(check, f"your output equals {description}", hint)
-    diff = (actual.detach().to(expected.dtype) - expected.detach()).abs()
-    nan = int(torch.isnan(diff).sum())
-    wrong = int((diff > atol + rtol * expected.detach().abs()).sum()) if not nan else nan
-    worst = float(diff.nan_to_num(float("inf")).max())
-    raise _fail(
-        check,
-        f"values differ from the reference in {wrong} of {diff.numel()} elements (largest difference {worst:.3g}"
-        + (f", {nan} NaN" if nan else "") + ")",
-        hint,
-    )
+    problem = compare_tensor(actual.detach().to(expected.dtype), expected.detach(),
+                             {k: v.detach() for k, v in (mistakes or {}).items()}, rtol=rtol, atol=atol)  # fmt: skip
+    if problem:
+        raise _fail(check, problem, hint)
 
 
 def expect_scalar(actual, expected: float, check: str, mistakes: Mapping[str, float] | None = None, rel: float = 1e-6,

@@ -96,6 +96,12 @@ def test_correct_alternatives_get_full_marks(key, tmp_path):
     verdict = es.record(key, es.answers_of(key, ns), tmp_path)
     assert es.points(verdict) == es.full(key), [(e.grade_id, [c.mistake for c in e.checks if not c.passed])
                                                 for e in verdict.exercises]  # fmt: skip
+    from m2s_lib.teaching.exercises import registry
+    from m2s_lib.teaching.grading import scan
+
+    exercises = registry.exercises(es.ASSIGNMENTS[key])
+    for notebook in (es.master(key), es.submission(key, ALTERNATIVES[key], full=True)):  # no false flags
+        assert scan.scan_notebook(notebook, exercises, es.master(key)) == {e.grade_id: [] for e in exercises}
     if key == "01":  # warnings are free, and kept as notes
         by_id = {e.grade_id: e for e in verdict.exercises}
         assert any("DeprecationWarning" in w for w in by_id["su_forward_tests"].warnings)
