@@ -24,15 +24,20 @@ TOP_CHANNELS = 512  # resnet18d's E5
 
 
 def seeded_model(width: int, classes: int, seed: int, dtype: torch.dtype, train: bool):
-    """The same M2SNet in the student's kernel and in the grader: built under ``seed`` (the global generator's state
-    is restored afterwards), BatchNorms randomised from ``seed``."""
+    """The same M2SNet in the student's kernel and in the grader: every weight drawn from ``seed`` (1/√fan-in
+    kernels, small biases, non-trivial BatchNorms), whatever the global generator holds; building it leaves the
+    kernel's global generator as it was."""
     from ...model import M2SNet
     from ..notebook_utils import randomise_batchnorms
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # the constructor's own initialisation draws from the global generator
         net = M2SNet(ENCODER, encoder_weights=None, channels=width, classes=classes)
-    randomise_batchnorms(net, torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            scale = p[0].numel() ** -0.5 if p.dim() > 1 else 0.05
+            p.copy_(torch.randn(p.shape, generator=generator, dtype=torch.float64) * scale)
+    randomise_batchnorms(net, generator)
     return net.to(dtype).train(train)
 
 

@@ -173,16 +173,19 @@ class VGGLevels(Exercise):
         return Case(spec["name"], {"input_size": spec["input_size"], "seed": seed}, {"maps": maps})
 
     @staticmethod
-    def _device(answer) -> torch.device:
+    def _device(answer) -> torch.device | None:
         """Where the case runs: the device of the notebook's ImageNet ``mean`` (the answer normalises with it; on a
-        GPU it lives there), else the CPU."""
+        GPU it lives there); ``None``: where the case's tensors are (the CPU)."""
         mean = getattr(answer, "__globals__", {}).get("mean")
-        return mean.device if type(mean) is torch.Tensor else torch.device("cpu")
+        return mean.device if type(mean) is torch.Tensor else None
 
     def run(self, answer, case) -> dict[str, Any]:
         device = self._device(answer)
+        maps, vgg = case["maps"].clone(), seeded_vgg(case["seed"])
+        if device is not None:
+            maps, vgg = maps.to(device), vgg.to(device)
         with torch.no_grad():
-            levels = answer(case["maps"].clone().to(device), seeded_vgg(case["seed"]).to(device), case["input_size"])
+            levels = answer(maps, vgg, case["input_size"])
         exact(levels, (list, tuple), "the result")
         if len(levels) != 4:
             raise WrongType(f"expected a list of 4 feature maps, got {len(levels)}")
