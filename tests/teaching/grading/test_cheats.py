@@ -160,3 +160,87 @@ def test_cheats_on_03_excepthook_sys_modules_background_process(tmp_path):
     assert any("MMSM.unit_inputs ran" in f for f in pyramid.flags), pyramid.flags  # the in-kernel monitor saw it
     _flagged(by_id["ce_sums_tests"], "background process")
     assert all(c.passed for c in by_id["ce_sums_tests"].checks)
+
+
+# -- the static scan, route by route (no kernel) --------------------------------------------------------------
+ROUTES = [
+    ("from m2s_lib.subtraction import SubtractionUnit as S", "reference"),
+    ("import m2s_lib.subtraction as s\ny = s.SubtractionUnit", "reference"),
+    ("import importlib\nm = importlib.import_module('m2s_lib.subtraction')", "dynamic import"),
+    ("m = __import__('m2s_lib.subtraction')", "dynamic import"),
+    ("import m2s_lib.subtraction as s\nk = getattr(s, 'Sub' + 'tractionUnit')", "dynamic import"),
+    ("import sys\nm = sys.modules['m2s_lib.subtraction']", "dynamic import"),
+    ("f = globals()['Subtraction' + 'Unit']", "dynamic import"),
+    ("exec('x = 1')", "exec of a string"),
+    ("y = eval('1 + 1')", "exec of a string"),
+    ("c = compile('x = 1', 'f', 'exec')", "exec of a string"),
+    ("text = open('notebooks/01_subtraction_unit.ipynb').read()", "reads files"),
+    ("import pathlib\nt = pathlib.Path('x').read_text()", "reads files"),
+    ("import inspect, m2s_lib.subtraction as s\nt = inspect.getsource(s)", "reads files"),
+    ("import m2s_lib\np = m2s_lib.__file__", "reads files"),
+    ("import torch\ntorch.testing.assert_close = lambda *a, **k: None", "patching"),
+    ("import m2s_lib.teaching.exercises as ex\nex.check = print", "patching"),
+    ("import builtins\nbuiltins.abs = lambda x: x", "patching"),
+    ("import sys\nsys.excepthook = print", "patching"),
+    ("get_ipython().ast_transformers.append(object())", "patching"),
+    ("get_ipython().input_transformers_post.append(str)", "patching"),
+    ("get_ipython().events.register('post_run_cell', print)", "patching"),
+    ("import torch\nsetattr(torch, 'allclose', lambda *a, **k: True)", "patching"),
+    ("!sleep 100 &", "patching"),  # IPython's shell escape becomes get_ipython().system(...)
+    ("import subprocess\nsubprocess.Popen(['sleep', '100'])", "background process"),
+    ("import os\npid = os.fork()", "background process"),
+    ("import os\nos.system('sleep 100 &')", "background process"),
+    ("import multiprocessing\nmultiprocessing.Process(target=print).start()", "background process"),
+    ("import atexit\natexit.register(print)", "background process"),
+    ("class Z(int):\n    pass", "fools comparisons"),
+    ("class T:\n    def __eq__(self, other):\n        return True", "fools comparisons"),
+]
+
+
+@pytest.mark.parametrize("source,technique", ROUTES, ids=[f"{t}-{i}" for i, (_, t) in enumerate(ROUTES)])
+def test_scan_names_the_route(source, technique):
+    from m2s_lib.teaching.grading import scan
+
+    found = scan.scan_source(source, {"SubtractionUnit"})
+    assert technique in {f.technique for f in found}, found
+
+
+def test_scan_leaves_honest_code_alone():
+    from m2s_lib.teaching.grading import scan
+
+    honest = '''
+"""Uses SubtractionUnit's idea, written by hand."""
+import warnings
+a = F.interpolate(a, size=b.shape[-2:], mode="bilinear", align_corners=False)
+self.total = torch.zeros_like(b)
+for m in self.modules():
+    pass
+out = {i: mmsm.units[unit_name(n, i)](previous[i + 1], previous[i]) for i in range(1, 7 - n)}
+'''
+    assert scan.scan_source(honest, {"SubtractionUnit"}, {"torch", "F"}) == []
+
+
+# -- the judge trusts nothing the kernel wrote but plain numbers --------------------------------------------------
+def test_judge_refuses_pickles_and_survives_rewritten_inputs(tmp_path):
+    import json
+
+    import numpy as np
+
+    from m2s_lib.teaching.grading import judge
+
+    grading = tmp_path / "grading"
+    ns = es.namespace("01")
+    es.record("01", es.answers_of("01", ns), tmp_path)  # honest outputs in grading/outputs
+    for path in (grading / "inputs").glob("*.npz"):  # the kernel rewrote the inputs: cases are regenerated
+        np.savez(path, nothing=np.zeros(1))
+    verdict = judge.judge_assignment("01", grading, es.master("01"))
+    assert {e.grade_id: e.points for e in verdict.exercises} == es.full("01")
+    np.savez(grading / "outputs" / "su_forward_tests.npz", **{"0/out": np.array([object()], dtype=object)})
+    record = json.loads((grading / "outputs" / "fusion_parts_tests.json").read_text())
+    record["cases"] = "not a list"
+    (grading / "outputs" / "fusion_parts_tests.json").write_text(json.dumps(record))
+    (grading / "outputs" / "su_param_count_tests.json").unlink()
+    by_id = {e.grade_id: e for e in judge.judge_assignment("01", grading, es.master("01")).exercises}
+    assert by_id["su_forward_tests"].points == 0 and any("unreadable" in f for f in by_id["su_forward_tests"].flags)
+    assert by_id["fusion_parts_tests"].points == 0
+    assert by_id["su_param_count_tests"].status == "not reached" and by_id["su_param_count_tests"].points == 0
