@@ -100,7 +100,7 @@ def environment_report(device: torch.device | str | None = None) -> dict[str, An
     device = pick_device("auto") if device is None else torch.device(device)
     report: dict[str, Any] = {
         "python": platform.python_version(),
-        "interpreter": sys.executable,
+        "interpreter": shown_path(sys.executable),
         "platform": platform.platform(terse=True),
         "torch": torch.__version__,
         "torchvision": _version("torchvision"),

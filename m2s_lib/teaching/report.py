@@ -15,6 +15,7 @@ from typing import Any
 
 from ..atomic import write_text
 from ..constants import repo_root, runs_path, shown_path
+from .lockfile import lock_status
 
 __all__ = ["TARGET_DICE", "clock", "environment", "load_average", "write_report"]
 
@@ -42,18 +43,19 @@ def environment(device: str, profile: str, data_root: Path, data_info: Mapping[s
             env[package] = "not installed"
     env["cpu"] = f"{_cpu_model()}, {os.cpu_count()} logical cores"
     env["working tree"] = _git_changes()
+    env["install"] = lock_status()
     env["MKL_NUM_THREADS"] = os.environ.get("MKL_NUM_THREADS", "unset")
     load = load_average()
     if load:
         env["load average at the start (1/5/15 min)"] = load
     env["profile"] = profile
     if data_info.get("source") == "synthetic":
-        env["data"] = (f"SYNTHETIC polyps in {data_root} ({data_info['synthetic_n']} training images, "
+        env["data"] = (f"SYNTHETIC polyps in {shown_path(data_root)} ({data_info['synthetic_n']} training images, "
                        f"{data_info['synthetic_n_test']} per test set, {data_info['synthetic_size']} px, seed "
                        f"{data_info['synthetic_seed']}, {data_info['synthetic_difficulty']} "
                        "difficulty)")
     else:
-        env["data"] = f"real polyp data in {data_root}"
+        env["data"] = f"real polyp data in {shown_path(data_root)}"
     return env
 
 
@@ -134,7 +136,7 @@ def _ablation_lines() -> list[str]:
 
     where = latest_study(runs_path("ablations"))
     if where is None:
-        return ["_No `make ablations` study in runs/ablations yet: run `make ablations` (about an hour on two cores) "
+        return ["_No `make ablations` study in runs/ablations yet: run `make ablations` (its wall time: docs/ablations.md) "
                 "for Tables 9–11 with seeds and confidence intervals._", ""]
     from ..engine.study import read_results
 

@@ -1,8 +1,8 @@
 """A real browser looks at the built site: ``m2s site --check`` and tests/teaching/test_site.py.
 
 :func:`check_site` serves the site on 127.0.0.1 (``http.server`` in a thread), opens every page in headless Chromium
-(Debian's ``chromium``; ``M2S_CHROMIUM`` names another binary), driven through the DevTools protocol over
-``websocket-client``, and fails (:class:`SiteCheckError`, one line per problem) when a page has
+(Debian's ``chromium``; ``M2S_CHROMIUM`` names another binary), driven by Playwright for Python through
+``executable_path`` (no browser download), and fails (:class:`SiteCheckError`, one line per problem) when a page has
 
 * an image that did not load (``naturalWidth == 0``), or fewer loaded figures in its notebook outputs than the
   executed notebook shows (``site.json``),
@@ -17,16 +17,12 @@ the first page with equations are opened from ``file://`` too: the site works wi
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 import os
 import shutil
-import subprocess
-import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,11 +32,10 @@ from urllib.parse import unquote, urldefrag, urlsplit
 
 __all__ = ["SiteCheckError", "SiteReport", "check_site", "find_chromium"]
 
-CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars",
-    "--window-size=1280,900", "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
-)  # fmt: skip
+# Added to Playwright's own (headless, no sandbox, no first run, no background networking...): no QUIC, no
+# component updates, /tmp instead of /dev/shm (small in containers), no scroll bars in screenshots.
+CHROMIUM_FLAGS = ("--disable-gpu", "--disable-quic", "--disable-component-update", "--disable-dev-shm-usage",
+                  "--hide-scrollbars")
 PAGE_TIMEOUT = 30.0  # seconds for one page to load and typeset
 
 # Runs in the page: waits for MathJax and the images, then reports what the checks need.
@@ -119,101 +114,53 @@ def serve(folder: Path) -> Iterator[str]:
 
 
 class _Page:
-    """A page target of Chromium driven over the DevTools protocol (the few commands the checks need)."""
+    """One Playwright page with the two things the checks need: open-and-probe, and screenshots."""
 
-    def __init__(self, ws_url: str):
-        import websocket
-
-        self.ws = websocket.create_connection(ws_url, timeout=PAGE_TIMEOUT, suppress_origin=True)
-        self.next_id = 0
-        self.events: list[dict] = []
-
-    def _receive(self, waiting_for: str) -> dict:
-        import websocket
-
-        try:
-            return json.loads(self.ws.recv())
-        except websocket.WebSocketTimeoutException:
-            raise SiteCheckError(f"the browser did not answer {waiting_for} within {PAGE_TIMEOUT:.0f} s") from None
-
-    def send(self, method: str, **params) -> dict:
-        self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        while True:
-            message = self._receive(method)
-            if message.get("id") == self.next_id:
-                if "error" in message:
-                    raise SiteCheckError(f"DevTools {method}: {message['error'].get('message')}")
-                return message.get("result", {})
-            self.events.append(message)
-
-    def wait_event(self, name: str, timeout: float = PAGE_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(e.get("method") == name for e in self.events):
-            if time.monotonic() > deadline:
-                raise SiteCheckError(f"the browser sent no {name} within {timeout:.0f} s")
-            self.events.append(self._receive(name))
+    def __init__(self, page):
+        self.page = page
 
     def open(self, url: str) -> dict:
-        self.events.clear()
-        self.send("Page.navigate", url=url)
-        self.wait_event("Page.loadEventFired")
-        result = self.send("Runtime.evaluate", expression=PROBE, awaitPromise=True, returnByValue=True)
-        if "exceptionDetails" in result:
-            raise SiteCheckError(f"{url}: the page probe failed: {result['exceptionDetails'].get('text')}")
-        return result["result"]["value"]
+        from playwright.sync_api import Error as PlaywrightError
+
+        try:
+            self.page.goto(url, wait_until="load")
+            return self.page.evaluate(PROBE)
+        except PlaywrightError as err:
+            raise SiteCheckError(f"{url}: {str(err).splitlines()[0]}") from None
 
     def screenshot(self, path: Path, selector: str | None = None) -> Path | None:
         if selector is not None:
-            found = self.send("Runtime.evaluate", returnByValue=True, expression=(
-                f"(() => {{ const e = document.querySelector({json.dumps(selector)}); if (!e) return false; "
-                "e.scrollIntoView({block: 'start'}); window.scrollBy(0, -80); return true; })()"))  # fmt: skip
-            if not found["result"].get("value"):
+            element = self.page.query_selector(selector)
+            if element is None:
                 return None
-            time.sleep(0.2)
-        data = self.send("Page.captureScreenshot", format="png")["data"]
+            self.page.evaluate("e => { e.scrollIntoView({block: 'start'}); window.scrollBy(0, -80); }", element)
+            self.page.wait_for_timeout(200)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(data))
+        self.page.screenshot(path=str(path))
         return path
-
-    def close(self) -> None:
-        self.ws.close()
 
 
 @contextmanager
 def browser(chromium: str) -> Iterator[_Page]:
-    """Headless Chromium with a fresh profile; yields its first page, driven over DevTools."""
-    profile = Path(tempfile.mkdtemp(prefix="m2s-chromium-"))
-    proc = subprocess.Popen([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    page = None
+    """Headless Chromium (the binary ``chromium``: Playwright downloads no browser) driven by Playwright; yields one
+    1280×900 page."""
     try:
-        port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not (port_file.is_file() and port_file.read_text().strip()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SiteCheckError(
-                    f"{chromium} did not start (exit status {proc.poll()}); try it by hand: "
-                    f"{chromium} --headless --no-sandbox --dump-dom about:blank"
-                )
-            time.sleep(0.1)
-        port = port_file.read_text().split()[0]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as reply:
-            targets = [t for t in json.load(reply) if t.get("type") == "page"]
-        page = _Page(targets[0]["webSocketDebuggerUrl"])
-        page.send("Page.enable")
-        page.send("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
-        yield page
-    finally:
-        if page is not None:
-            page.close()
-        proc.terminate()
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise SiteCheckError("the site check needs Playwright: pip install -e '.[site]'") from None
+    with sync_playwright() as driver:
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(profile, ignore_errors=True)
+            chrome = driver.chromium.launch(executable_path=chromium, headless=True, args=list(CHROMIUM_FLAGS))
+        except PlaywrightError as err:
+            raise SiteCheckError(f"{chromium} did not start ({str(err).splitlines()[0]}); try it by hand: "
+                                 f"{chromium} --headless --no-sandbox --dump-dom about:blank") from None
+        try:
+            page = chrome.new_context(viewport={"width": 1280, "height": 900}).new_page()
+            page.set_default_timeout(PAGE_TIMEOUT * 1000)
+            yield _Page(page)
+        finally:
+            chrome.close()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -294,7 +294,7 @@ def test_binder_builds_the_package_on_cpu_torch():
     requirements = (ROOT / "binder" / "requirements.txt").read_text()
     assert "download.pytorch.org/whl/cpu" in requirements and "torch" in requirements
     post = ROOT / "binder" / "postBuild"
-    assert os.access(post, os.X_OK) and 'pip install --no-cache-dir -e ".[notebooks]"' in post.read_text()
+    assert os.access(post, os.X_OK) and 'pip install --no-cache-dir -c requirements-lock.txt -e ".[notebooks]"' in post.read_text()
     assert badges.binder_url("00_setup_and_data.ipynb").endswith("/main?labpath=notebooks%2F00_setup_and_data.ipynb")
 
 
