@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -130,6 +131,24 @@ def _unreadable(path: Path, err: Exception) -> str:
     return "is not a PyTorch file"
 
 
+def _declared_size_problem(path: Path) -> str | None:
+    """A zip container (the torch file format) whose members declare more content than 4x the file's size plus
+    1 MiB: a zip bomb (torch stores records uncompressed, so a real checkpoint declares about its own size). Read
+    from the zip's directory, before any record is inflated."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return None
+        with zipfile.ZipFile(path) as zf:
+            declared = sum(info.file_size for info in zf.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None  # torch.load names the damage
+    on_disk = path.stat().st_size
+    if declared <= 4 * on_disk + (1 << 20):
+        return None
+    return (f"declares {declared / 2**30:.2f} GiB of content in a {on_disk / 2**20:.1f} MiB file (a zip bomb or a "
+            "damaged file; torch stores checkpoints uncompressed), so it is not read")
+
+
 def read_torch_file(path: str | os.PathLike, map_location: str | torch.device = "cpu", what: str = "weights") -> object:
     """The one reader of torch files (weights, the authors' checkpoints, training checkpoints): ``torch.load`` with
     ``weights_only=True`` (tensors and plain types, never arbitrary pickled objects). ``what`` names the file in
@@ -138,6 +157,10 @@ def read_torch_file(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} file {str(path)!r} does not exist")
+    problem = _declared_size_problem(path)
+    if problem:
+        raise CheckpointMismatchError(f"{what} file {str(path)!r} {problem}: give a last.pt / best.pt written by "
+                                      "`m2s train` or the authors' released .pth")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:

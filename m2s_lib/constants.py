@@ -28,7 +28,7 @@ GOALS_CLASS_VALUES = (255, 0, 80, 160)
 GOALS_CLASS_NAMES = ("background", "RNFL", "GCIPL", "choroid")
 
 # Image files the loaders read (any case).
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
 # Where things live. The repository root is the checkout holding ``pyproject.toml`` beside ``m2s_lib/``; an installed

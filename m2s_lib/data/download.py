@@ -277,7 +277,7 @@ def verify(name: str, root, deep: bool = False, log: Callable[[str], None] = pri
             classes, values = (len(GOALS_CLASS_VALUES), GOALS_CLASS_VALUES) if dataset.task == "oct" else (1, None)
             ds = SegmentationFolder(folder, classes=classes, class_values=values)
             if deep:
-                problems += ds.verify(progress=True)
+                problems += ds.verify(progress=True, notes=warns)
         except DatasetError as err:
             problems.append(str(err))
     for rel, (ni, nm) in counts.items():

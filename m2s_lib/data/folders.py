@@ -27,10 +27,13 @@ from .layout import (
     how_to_get,
     load_image,
     load_mask,
+    mask_reading_note,
     mask_value_problem,
+    name_key,
     pair_files,
     short_list,
 )
+from .labels import check_mask_set
 
 __all__ = ["MultiScaleCollate", "SegmentationFolder", "collate", "normalise", "train_sizes_for"]
 
@@ -86,15 +89,15 @@ class SegmentationFolder(torch.utils.data.Dataset):
         self.image_dir, self.mask_dir = self._locate(folder)
         self.image_paths, self.mask_paths = pair_files(self.image_dir, self.mask_dir)
         if names is not None:
-            keep = set(names)
-            missing = sorted(keep - {p.stem for p in self.image_paths})
+            keep = {name_key(n) for n in names}
+            missing = sorted(keep - {name_key(p.stem) for p in self.image_paths})
             if missing:
                 raise DatasetError(f"{folder}: {len(missing)} requested names are not in the folder: "
                                    f"{short_list(missing)}")
-            pairs = [(i, m) for i, m in zip(self.image_paths, self.mask_paths) if i.stem in keep]
+            pairs = [(i, m) for i, m in zip(self.image_paths, self.mask_paths) if name_key(i.stem) in keep]
             self.image_paths = [i for i, _ in pairs]
             self.mask_paths = [m for _, m in pairs]
-        self.names = [p.stem for p in self.image_paths]
+        self.names = [name_key(p.stem) for p in self.image_paths]
 
     # -- discovery ----------------------------------------------------------------------------------------------
     @staticmethod
@@ -124,9 +127,12 @@ class SegmentationFolder(torch.utils.data.Dataset):
         image = load_image(ip)
         mask = load_mask(mp, self.classes, self.class_values)
         if image.shape[:2] != mask.shape[:2]:
+            turned = image.shape[:2] == mask.shape[1::-1]
+            hint = (" The image is the mask turned by 90 degrees: an orientation problem (the EXIF orientation of "
+                    "photos is applied; re-save the one that was rotated without it)." if turned else "")
             raise DatasetError(
                 f"mask {mp} is {mask.shape[1]}x{mask.shape[0]} (WxH) but its image {ip} is "
-                f"{image.shape[1]}x{image.shape[0]}: they must have the same size.")
+                f"{image.shape[1]}x{image.shape[0]}: they must have the same size.{hint}")
         return image, mask
 
     def _resize(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -180,36 +186,50 @@ class SegmentationFolder(torch.utils.data.Dataset):
             img_t, mask_t = self._augment(img_t, mask_t, index)
         return {"image": img_t, "mask": mask_t, "size": orig, "name": self.names[index]}
 
-    def check_foreground(self, indices: Sequence[int] | None = None) -> None:
-        """Raise ``DatasetError`` when every mask (of ``indices``) is empty after reading: nothing to learn. Stops at
-        the first mask holding foreground, so a normal dataset costs one or a few mask reads."""
-        indices = range(len(self)) if indices is None else indices
-        for i in indices:
-            if (load_mask(self.mask_paths[i], self.classes, self.class_values) > 0).any():
-                return
-        raise DatasetError(
-            f"all {len(indices)} masks in {self.mask_dir} are empty (background only) after reading, so there is "
-            "nothing to learn. Masks whose largest value is 1 are read as 0/1, others as foreground >= 128: check "
-            "the values with `m2s data verify ... --deep`, or point at the right masks/ folder")
+    def check_labels(self, indices: Sequence[int] | None = None, training: bool = False) -> None:
+        """Raise ``DatasetError`` when the masks (of ``indices``) do not fit how they are read: synthetic data of
+        another kind of task (its manifest), binary masks read as label images of 3+ classes, label images read as
+        binary masks; with ``training``, also a set whose masks are all empty or all full
+        (:func:`m2s_lib.data.labels.check_mask_set`). Costs the manifest and one to three mask reads on fitting data."""
+        paths = self.mask_paths if indices is None else [self.mask_paths[i] for i in indices]
+        check_mask_set(paths, folder=self.folder, mask_dir=self.mask_dir, classes=self.classes,
+                       class_values=self.class_values, training=training)
 
-    def verify(self, progress: bool = False) -> list[str]:
+    def check_foreground(self, indices: Sequence[int] | None = None) -> None:
+        """The check before training: :meth:`check_labels` with ``training=True`` (the trainer calls this)."""
+        self.check_labels(indices, training=True)
+
+    def verify(self, progress: bool = False, notes: list[str] | None = None) -> list[str]:
         """Decode every pair; return the problems found (unreadable files, size mismatches, unknown labels, binary
-        masks whose values look wrong, a folder whose masks are all empty)."""
+        masks whose values look wrong, a folder whose masks are all empty or all full). ``notes``, when given,
+        receives one line per special case of the mask rule applied (alpha channel, void palette index, JPEG-noised
+        0/1 masks), naming the masks."""
         from tqdm.auto import tqdm
 
         problems = []
-        empty = 0
+        empty = full = 0
+        special: dict[str, list[str]] = {}
         for i in tqdm(range(len(self)), desc=f"verify {self.folder.name}", disable=not progress, unit="pair"):
             try:
                 _, mask = self.load_pair(i)
                 empty += int(not mask.any())
-                problem = mask_value_problem(self.mask_paths[i]) if self.classes == 1 else None
-                if problem:
-                    problems.append(problem)
+                full += int(self.classes == 1 and bool(mask.all()))
+                if self.classes == 1:
+                    problem = mask_value_problem(self.mask_paths[i])
+                    if problem:
+                        problems.append(problem)
+                    note = mask_reading_note(self.mask_paths[i])
+                    if note:
+                        special.setdefault(note, []).append(self.mask_paths[i].name)
             except DatasetError as err:
                 problems.append(str(err))
         if len(self) and empty == len(self):
             problems.append(f"all {empty} masks in {self.mask_dir} are empty (background only) after reading")
+        if len(self) and full == len(self):
+            problems.append(f"all {full} masks in {self.mask_dir} are full (every pixel is object) after reading")
+        if notes is not None:
+            notes += [f"{len(names)} masks in {self.mask_dir}: {what} ({short_list(names, 5)})"
+                      for what, names in special.items()]
         return problems
 
 

@@ -24,12 +24,14 @@ from ..backbones import (
     state_dict_mismatch,
 )
 from ..config import Config
+from ..data.labels import LABEL_TASKS
 from ..model import build_model
 from .runtime import select_device
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CheckpointMismatchError",
+    "check_task",
     "is_training_checkpoint",
     "load_checkpoint",
     "load_model",
@@ -63,6 +65,20 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             "released weights load with `m2s evaluate --official ...` / m2s_lib.backbones.load_official_checkpoint"
         )
     return ckpt
+
+
+def check_task(cfg: Config, task: str, source: str) -> None:
+    """Refuse to score a checkpoint under a task of the other kind (``CheckpointMismatchError``): a binary (1-class)
+    model under a label task (oct), or a model of 3+ classes under a binary task (polyp, covid, busi)."""
+    classes = int(cfg.model.classes)
+    if task in LABEL_TASKS and classes == 1:
+        raise CheckpointMismatchError(
+            f"{source} is a binary (1-class) model (task {cfg.data.task}), but task {task} (--task {task}) scores "
+            f"label images of several classes: leave --task out, or give a checkpoint trained on {task} data")
+    if task not in LABEL_TASKS and classes > 2:
+        raise CheckpointMismatchError(
+            f"{source} has {classes} classes (task {cfg.data.task}: label images), but task {task} (--task {task}) "
+            f"scores binary masks: leave --task out, or give a binary checkpoint trained on {task} data")
 
 
 def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -33,7 +33,7 @@ from ..metrics import (
     task_metric,
     to_markdown,
 )
-from .checkpoint import load_model
+from .checkpoint import check_task, load_model
 from .predict import labels_to_png, predict_dataset
 from .run_folder import prepare_output_dir
 
@@ -78,6 +78,7 @@ def evaluate_folder(
     """
     classes = classes or getattr(model, "classes", 1)
     ds = SegmentationFolder(folder, size=size, train=False, classes=classes, class_values=class_values, names=names)
+    ds.check_labels()  # masks of the model's kind (binary or label images), before any prediction
     metric = task_metric(task, classes, protocol, measures=measures)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
@@ -177,6 +178,7 @@ def evaluate_checkpoint(
     """
     net, cfg = load_model(checkpoint, device=device, model=model, encoder_name=encoder_name)
     task = task or cfg.data.task
+    check_task(cfg, task, f"checkpoint {str(checkpoint)!r}")
     size = int(size or cfg.data.eval_size)
     root = Path(data_root).expanduser()
     if not root.exists():
@@ -188,6 +190,8 @@ def evaluate_checkpoint(
         if missing:
             raise ValueError(f"test sets {missing} are not under {root}: found {sorted(found)}")
         found = {s: found[s] for s in wanted}
+    for folder in found.values():  # the masks are of the checkpoint's kind, checked before anything is written
+        SegmentationFolder(folder, classes=cfg.model.classes, class_values=cfg.data.class_values).check_labels()
     prepare_output_dir(out, "evaluate", [*EVALUATE_OUTPUTS, *found], overwrite)
     results = evaluate_sets(
         net, found, task=task, protocol=protocol or cfg.run.eval_protocol, size=size,

@@ -2,6 +2,11 @@
 size (352), the logits are upsampled (bilinear) to the image's original size, and the sigmoid (one class) or arg-max
 (several classes) is taken there. ``m2s predict`` (:func:`predict_files`) writes masks, probability maps and
 overlays (:func:`overlay`, the one rule for drawing a mask over an image) for image files or folders.
+
+Memory: an image larger than ``ONE_SHOT_PIXELS`` is upsampled, thresholded and drawn over in blocks of rows
+(:func:`upsampled_rows`: bilinear in height, then in width, the same values up to float rounding), so that predicting
+the largest image read (``MAX_IMAGE_PIXELS``, about 11000 x 11000) holds about 1.5 GB, not a float map of every
+pixel per step. Folders are listed with the data layer's rule (``list_images``: the one list of image types).
 """
 from __future__ import annotations
 
@@ -21,12 +26,15 @@ from torch.utils.data import DataLoader
 from ..atomic import write_text
 from ..constants import IMAGE_EXTENSIONS
 from ..data.folders import collate, normalise
-from ..data.layout import IMAGE_DIR_NAMES, find_child, load_image
-from ..metrics import to_uint8
+from ..data.layout import IMAGE_DIR_NAMES, find_child, list_images, load_image
+from ..metrics import PROB_CUT, binarize_prob, to_uint8
 
-__all__ = ["PREDICT_OUTPUTS", "labels_to_png", "overlay", "predict_batch", "predict_dataset", "predict_files"]
+__all__ = ["ONE_SHOT_PIXELS", "PREDICT_OUTPUTS", "labels_to_png", "overlay", "predict_batch", "predict_dataset",
+           "predict_files", "upsampled_rows"]
 
 PREDICT_OUTPUTS = ("masks", "probs", "overlays", "predictions.csv", "skipped.csv")  # what predict_files writes
+ONE_SHOT_PIXELS = 4_000_000  # larger images are upsampled and drawn over in blocks of rows
+_BLOCK_BYTES = 16 << 20  # about this much float32 per block of rows
 
 
 @torch.no_grad()
@@ -43,6 +51,28 @@ def predict_batch(
         prob = torch.sigmoid(up)[0] if up.shape[0] == 1 else torch.softmax(up, 0)
         out.append(prob.cpu().numpy())
     return out
+
+
+def _activate(up: torch.Tensor) -> np.ndarray:
+    return (torch.sigmoid(up)[0] if up.shape[0] == 1 else torch.softmax(up, 0)).cpu().numpy()
+
+
+def upsampled_rows(logits: torch.Tensor, height: int, width: int,
+                   rows: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, probabilities)`` of one image's logits (C x h x w) upsampled (bilinear) to ``height x width``:
+    sigmoid (one class, rows x W) or softmax (C x rows x W). Up to ``ONE_SHOT_PIXELS`` (and ``rows=None``) one
+    block, exactly :func:`predict_batch`'s map; larger: blocks of ``rows`` rows (about 16 MB each by default),
+    interpolated in height for the whole image at the logits' width (small), then in width block by block."""
+    logits = logits.float()[None]
+    if rows is None:
+        rows = height if height * width <= ONE_SHOT_PIXELS else max(1, _BLOCK_BYTES // (4 * logits.shape[1] * width))
+    if rows >= height:
+        yield 0, _activate(F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)[0])
+        return
+    tall = F.interpolate(logits, size=(height, logits.shape[-1]), mode="bilinear", align_corners=False)
+    for r0 in range(0, height, rows):
+        part = tall[:, :, r0 : r0 + rows]
+        yield r0, _activate(F.interpolate(part, size=(part.shape[2], width), mode="bilinear", align_corners=False)[0])
 
 
 def predict_dataset(
@@ -73,21 +103,31 @@ def labels_to_png(labels: np.ndarray, class_values: Sequence[int] | None) -> np.
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, color=(255, 64, 0), alpha: float = 0.45,
-            outline: int = 2) -> np.ndarray:
+            outline: int = 2, out: np.ndarray | None = None) -> np.ndarray:
     """``image`` (H×W×3, uint8 0–255 or float 0–1) blended towards ``color`` (RGB, in the image's range) by
     ``alpha × mask`` (``mask``: H×W, bool or soft in [0, 1], so probability and Grad-CAM maps work too), with the
-    outline of ``mask ≥ 0.5`` drawn solid ``outline`` pixels wide (0: none). Returns the image's dtype."""
-    img = np.asarray(image).astype(np.float32)
+    outline of ``mask > 0.5`` (:func:`m2s_lib.metrics.binarize_prob`) drawn solid ``outline`` pixels wide (0: none).
+    Returns the image's dtype, written into ``out`` when given (which may be ``image`` itself: a large image then
+    needs no second copy). Images above ``ONE_SHOT_PIXELS`` are blended in blocks of rows (the same values)."""
+    image = np.asarray(image)
+    if out is None:
+        out = np.empty(image.shape, np.uint8 if image.dtype == np.uint8 else np.float32)
     col = np.asarray(color, dtype=np.float32)
-    m = np.clip(np.asarray(mask, dtype=np.float32), 0.0, 1.0)
-    a = (float(alpha) * m)[..., None]
-    out = (1 - a) * img + a * col
-    if outline > 0:
-        inside = m >= 0.5
-        out[inside & ~binary_erosion(inside, iterations=outline)] = col
-    if np.asarray(image).dtype == np.uint8:
-        return np.clip(out, 0, 255).astype(np.uint8)
-    return out.astype(np.float32)
+    height, width = image.shape[:2]
+    rows = height if height * width <= ONE_SHOT_PIXELS else max(1, _BLOCK_BYTES // (12 * width))
+    for r0 in range(0, height, rows):
+        img = image[r0 : r0 + rows].astype(np.float32)
+        m = np.clip(np.asarray(mask[r0 : r0 + rows], dtype=np.float32), 0.0, 1.0)
+        a = (float(alpha) * m)[..., None]
+        blend = (1 - a) * img + a * col
+        out[r0 : r0 + rows] = np.clip(blend, 0, 255).astype(np.uint8) if out.dtype == np.uint8 else blend
+    for r0 in range(0, height, rows) if outline > 0 else ():  # blocks padded by `outline` rows: the same edges
+        lo, hi = max(0, r0 - outline), min(height, r0 + rows + outline)
+        m = np.asarray(mask[lo:hi])
+        inside = binarize_prob(np.clip(m.astype(np.float32), 0.0, 1.0)) if m.dtype != bool else m
+        edge = (inside & ~binary_erosion(inside, iterations=outline))[r0 - lo : r0 - lo + rows]
+        out[r0 : r0 + rows][edge] = col
+    return out
 
 
 _PALETTE = np.array([(0, 0, 0), (255, 64, 0), (0, 200, 255), (80, 255, 80), (255, 220, 0), (200, 80, 255)], np.uint8)
@@ -99,7 +139,7 @@ def _collect_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         p = Path(item).expanduser()
         if p.is_dir():
             folder = find_child(p, IMAGE_DIR_NAMES) or p
-            found = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith("."))
+            found = list_images(folder)
             if not found:
                 raise FileNotFoundError(f"{p} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
             files += found
@@ -111,13 +151,49 @@ def _collect_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
 
 
 @torch.no_grad()
+def _predict_one(model: nn.Module, image: np.ndarray, size: int, threshold: float,
+                 class_values: Sequence[int] | None, out: Path, stem: str) -> float:
+    """Write one image's mask, probability map (one class) and overlay; the foreground fraction. Large images are
+    handled in blocks of rows (:func:`upsampled_rows`) and drawn over in place (``image`` is overwritten)."""
+    h, w = image.shape[:2]
+    resized = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    device = next(model.parameters()).device
+    logits = model(normalise(resized)[None].to(device)).float()[0]
+    if logits.shape[0] == 1:
+        prob8, mask = np.empty((h, w), np.uint8), np.empty((h, w), bool)
+        for r0, p in upsampled_rows(logits, h, w):
+            prob8[r0 : r0 + len(p)] = to_uint8(p)
+            mask[r0 : r0 + len(p)] = binarize_prob(p, threshold)
+        Image.fromarray(prob8).save(out / "probs" / f"{stem}.png")
+        del prob8
+        Image.fromarray(mask.astype(np.uint8) * 255).save(out / "masks" / f"{stem}.png")
+        fg = float(mask.mean())
+        overlay(image, mask, out=image)
+        del mask
+        Image.fromarray(image).save(out / "overlays" / f"{stem}.png")
+        return fg
+    labels = np.empty((h, w), np.uint8 if logits.shape[0] <= 256 else np.int64)
+    for r0, p in upsampled_rows(logits, h, w):
+        labels[r0 : r0 + p.shape[1]] = p.argmax(0)
+    Image.fromarray(labels_to_png(labels, class_values)).save(out / "masks" / f"{stem}.png")
+    step = max(1, _BLOCK_BYTES // (24 * w))
+    for r0 in range(0, h, step):  # tint the labelled pixels, in blocks of rows
+        lab, img = labels[r0 : r0 + step], image[r0 : r0 + step]
+        tint = _PALETTE[lab % len(_PALETTE)].astype(np.float32)
+        blend = np.where(lab[..., None] > 0, 0.55 * img + 0.45 * tint, img)
+        image[r0 : r0 + step] = np.clip(blend, 0, 255).astype(np.uint8)
+    Image.fromarray(image).save(out / "overlays" / f"{stem}.png")
+    return float((labels > 0).mean())
+
+
+@torch.no_grad()
 def predict_files(
     model: nn.Module,
     inputs: Iterable[str | os.PathLike],
     out: str | os.PathLike,
     *,
     size: int = 352,
-    threshold: float = 0.5,
+    threshold: float = PROB_CUT,
     class_values: Sequence[int] | None = None,
     progress: bool = True,
     overwrite: bool = True,
@@ -150,27 +226,12 @@ def predict_files(
         except DatasetError as err:
             skipped.append({"input": str(path), "error": str(err)})
             continue
-        h, w = image.shape[:2]
-        resized = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
-        prob = predict_batch(model, normalise(resized)[None], [(h, w)])[0]
         stem, k = path.stem, 1
         while stem in used:  # two inputs with one file name (from different folders) keep both outputs
             k += 1
             stem = f"{path.stem}-{k}"
         used.add(stem)
-        if prob.ndim == 2:
-            mask = prob >= threshold
-            Image.fromarray(to_uint8(prob)).save(out / "probs" / f"{stem}.png")
-            Image.fromarray(mask.astype(np.uint8) * 255).save(out / "masks" / f"{stem}.png")
-            Image.fromarray(overlay(image, mask)).save(out / "overlays" / f"{stem}.png")
-            fg = float(mask.mean())
-        else:
-            labels = prob.argmax(0)
-            Image.fromarray(labels_to_png(labels, class_values)).save(out / "masks" / f"{stem}.png")
-            tint = _PALETTE[labels % len(_PALETTE)].astype(np.float32)
-            blend = np.where(labels[..., None] > 0, 0.55 * image + 0.45 * tint, image)
-            Image.fromarray(np.clip(blend, 0, 255).astype(np.uint8)).save(out / "overlays" / f"{stem}.png")
-            fg = float((labels > 0).mean())
+        h, w, fg = *image.shape[:2], _predict_one(model, image, size, threshold, class_values, out, stem)
         rows.append({"name": stem, "height": h, "width": w, "foreground": fg, "input": str(path),
                      "mask": str(out / "masks" / f"{stem}.png"), "overlay": str(out / "overlays" / f"{stem}.png")})
     df = pd.DataFrame(rows, columns=["name", "height", "width", "foreground", "input", "mask", "overlay"])

@@ -185,7 +185,7 @@ def test_one_empty_mask_is_allowed(tmp_path):
     assert ds.verify() == [] and ds[1]["mask"].sum() == 0
 
 
-@pytest.mark.parametrize("values,words", [((0, 3), "read as empty"), ("gradient", "not a binary mask")])
+@pytest.mark.parametrize("values,words", [((0, 60), "read as empty"), ("gradient", "not a binary mask")])
 def test_verify_deep_reports_masks_whose_values_look_wrong(values, words, tmp_path, capsys):
     root = pair_folder(tmp_path / "data" / "TrainDataset", n=3)
     if values == "gradient":  # a photo saved as a mask

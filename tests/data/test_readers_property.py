@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from m2s_lib.data import DatasetError, load_image, load_mask
+from m2s_lib.data.layout import SMALL_MASK_MAX
 
 SETTINGS = settings(max_examples=70, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -79,8 +80,8 @@ def test_any_file_loads_as_rgb_image_and_binary_mask_or_dataset_error(folder, ar
 @given(h=st.integers(1, 16), w=st.integers(1, 16), values=st.sets(st.sampled_from([0, 1, 2, 127, 128, 255]) | st.integers(0, 255), min_size=1, max_size=3),
        fmt=st.sampled_from(["png", "tif", "bmp"]), seed=st.integers(0, 2**16), bits=st.sampled_from([8, 16]))
 def test_lossless_mask_follows_the_mask_rule(folder, h, w, values, fmt, seed, bits):
-    """The rule: a mask whose maximum is 1 is 0/1 (kept as is); otherwise foreground = value >= 128
-    (16-bit masks with values above 255 are first scaled to 0..255)."""
+    """The rule: a mask whose maximum is at most SMALL_MASK_MAX (7) is 0/1, JPEG noise included (foreground =
+    value >= 1); otherwise foreground = value >= 128 (16-bit masks with values above 255 are first scaled to 0..255)."""
     vals = np.asarray(sorted(values))
     arr = vals[np.random.default_rng(seed).integers(0, len(vals), (h, w))]
     arr = arr.astype(np.uint8 if bits == 8 else np.uint16)
@@ -88,7 +89,7 @@ def test_lossless_mask_follows_the_mask_rule(folder, h, w, values, fmt, seed, bi
     assume(_write(path, arr, None, fmt))
     mask = load_mask(path)
     _check_binary(mask, (h, w))
-    expect = arr.astype(np.uint8) if arr.max() == 1 else (arr >= 128).astype(np.uint8)
+    expect = (arr >= 1).astype(np.uint8) if arr.max() <= SMALL_MASK_MAX else (arr >= 128).astype(np.uint8)
     assert (mask == expect).all()
 
 

@@ -41,6 +41,9 @@ MANIFEST = "m2s_synthetic.json"
 GENERATOR_VERSION = 1
 _TASK_CODE = {"polyp": 1, "busi": 2, "covid": 3, "oct": 4}
 _JPEG_QUALITY = 92
+# The widest synthetic image: the real datasets are at most 1920 px wide (Kvasir), and the generators' working
+# memory grows with the area (about 0.5 GB per worker at 2048 px for the busiest task, 2 GB at 4096 px).
+MAX_SIZE = 2048
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -138,6 +141,10 @@ def _check_params(task: str, n: int, size: int, n_test: int | None) -> None:
         raise SyntheticDataError(f"n must be at least 1 (got {n})")
     if int(size) < 32:
         raise SyntheticDataError(f"size must be at least 32 pixels (got {size})")
+    if int(size) > MAX_SIZE:
+        raise SyntheticDataError(
+            f"size (--size) {size} is larger than the {MAX_SIZE} pixels synthetic images may be wide (the real "
+            f"datasets are at most 1920; the generator's memory grows with the area): choose --size {MAX_SIZE} or less")
     if n_test is not None and int(n_test) < 0:
         raise SyntheticDataError(f"n_test must be >= 0 (got {n_test})")
 

@@ -1,0 +1,108 @@
+"""Hostile inputs against memory: decompression bombs, huge images and `m2s data synth --size 30000`. Peak memory is
+measured in a child process (its maximum resident set size) and must stay under 2 GB; a watchdog stops the child
+at 2.5 GB so that a regression fails the test instead of exhausting the machine."""
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from m2s_lib.data.layout import DatasetError, load_image
+
+GB = 1024**3
+LIMIT = 2 * GB
+
+# The child's watchdog: run the command, poll its resident memory, kill it above KILL_AT; report the peak
+# (getrusage of the one child this wrapper waited for) as JSON on the last line of stdout.
+_WRAPPER = r"""
+import json, resource, subprocess, sys, time
+import psutil
+kill_at = int(sys.argv[1]); cmd = sys.argv[2:]
+proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+ps, killed = psutil.Process(proc.pid), False
+while proc.poll() is None:
+    try:
+        if ps.memory_info().rss > kill_at:
+            proc.kill(); killed = True
+    except psutil.Error:
+        pass
+    time.sleep(0.02)
+out, err = proc.communicate()
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+print(out); print(json.dumps({"rc": proc.returncode, "peak": peak, "killed": killed, "err": err}))
+"""
+
+
+def run_measured(args: list[str], cwd: Path, kill_at: float = 2.5 * GB, timeout: float = 600) -> dict:
+    """Run ``args`` (after the Python interpreter) in a child process; its exit code, stderr and peak RSS (bytes)."""
+    res = subprocess.run([sys.executable, "-c", _WRAPPER, str(int(kill_at)), sys.executable, *args], cwd=cwd,
+                         capture_output=True, text=True, timeout=timeout, env={**__import__("os").environ,
+                                                                                "OMP_NUM_THREADS": "1"})
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def big_png(path: Path, width: int, height: int, rgb: bool = True) -> Path:
+    """A valid PNG of ``width`` x ``height`` written row by row (a gradient with a bright square), never held whole."""
+    channels = 3 if rgb else 1
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    x = np.arange(width)
+    base = ((x * 255) // max(1, width - 1)).astype(np.uint8)
+    comp = zlib.compressobj(6)
+    with open(path, "wb") as fh:
+        fh.write(b"\x89PNG\r\n\x1a\n")
+        fh.write(chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2 if rgb else 0, 0, 0, 0)))
+        data = bytearray()
+        for y in range(height):
+            row = base.copy()
+            if height // 3 <= y < 2 * height // 3:
+                row[width // 3 : 2 * width // 3] = 255
+            line = np.repeat(row, channels) if rgb else row
+            data += b"\x00" + line.tobytes()
+            if len(data) > (32 << 20) or y == height - 1:
+                out = comp.compress(bytes(data)) + (comp.flush() if y == height - 1 else b"")
+                if out:
+                    fh.write(chunk(b"IDAT", out))
+                data = bytearray()
+        fh.write(chunk(b"IEND", b""))
+    return path
+
+
+def test_decompression_bomb_is_refused_in_one_sentence(tmp_path):
+    path = big_png(tmp_path / "bomb.png", 20000, 20000, rgb=False)
+    with pytest.raises(DatasetError) as info:  # was PIL's DecompressionBombError (a traceback in every command)
+        load_image(path)
+    msg = str(info.value)
+    assert "bomb.png" in msg and "pixels" in msg and "\n" not in msg, msg
+
+
+def test_synth_with_a_huge_size_is_refused_and_stays_small(tmp_path):
+    res = run_measured(["-m", "m2s_lib.cli", "data", "synth", "--task", "polyp", "--n", "1", "--size", "30000",
+                        "--out", str(tmp_path / "big"), "--quiet"], cwd=tmp_path)  # fmt: skip
+    assert not res["killed"] and res["peak"] < LIMIT, res["peak"] / GB
+    assert res["rc"] == 1 and "Traceback" not in res["err"], res["err"]
+    lines = [ln for ln in res["err"].splitlines() if ln.startswith("m2s data: error:")]
+    assert len(lines) == 1 and "--size" in lines[0] and "30000" in lines[0], res["err"]
+    assert not (tmp_path / "big").exists()
+
+
+def test_a_10000_pixel_pair_is_read_under_2_gb(tmp_path):
+    for sub in ("images", "masks"):
+        (tmp_path / "d" / sub).mkdir(parents=True)
+    big_png(tmp_path / "d" / "images" / "a.png", 10000, 10000)
+    big_png(tmp_path / "d" / "masks" / "a.png", 10000, 10000, rgb=False)
+    code = ("from m2s_lib.data.folders import SegmentationFolder\n"
+            "item = SegmentationFolder('d', size=352)[0]\n"
+            "assert item['size'] == (10000, 10000) and item['mask'].sum() > 0, item['size']\n")
+    res = run_measured(["-c", code], cwd=tmp_path)
+    assert not res["killed"] and res["rc"] == 0, res
+    print(f"peak RSS reading a 10000x10000 pair: {res['peak'] / GB:.2f} GB")
+    assert res["peak"] < LIMIT, res["peak"] / GB
