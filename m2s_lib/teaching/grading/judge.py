@@ -24,7 +24,8 @@ from ..exercises.casefiles import read_outputs, write_cases
 from . import scan
 from .hidden import hidden_specs
 
-__all__ = ["AssignmentVerdict", "ExerciseVerdict", "all_cases", "judge_assignment", "manual_flags", "prepare_inputs"]
+__all__ = ["AssignmentVerdict", "ExerciseVerdict", "all_cases", "forbidden_markdown", "judge_assignment", "manual_flags",
+           "prepare_inputs"]
 
 SIMILAR = 0.8  # a hand-graded answer this close to the master's model answer is flagged
 
@@ -186,3 +187,14 @@ def manual_flags(notebook: Mapping[str, Any], master: Mapping[str, Any] | None) 
             if ratio >= SIMILAR:
                 flags.append(f"manual answer {grade_id!r} is {ratio:.0%} identical to the model answer (review it)")
     return flags
+
+
+def forbidden_markdown(assignments: Sequence[str] = tuple(registry.ASSIGNMENTS)) -> str:
+    """The table of the library symbols each exercise must not reach (for docs/teaching.md): using one, by any
+    route, scores 0 on that exercise and is flagged for review."""
+    lines = ["| assignment | exercise (test cell) | points | forbidden library symbols |", "|---|---|---:|---|"]
+    for assignment in assignments:
+        for e in registry.exercises(assignment):
+            symbols = ", ".join(f"`{s}`" for s in e.forbidden) or "—"
+            lines.append(f"| {assignment} | {e.title} (`{e.grade_id}`) | {e.max_points:g} | {symbols} |")
+    return "\n".join(lines)
