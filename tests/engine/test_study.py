@@ -131,7 +131,7 @@ def test_resume_never_retrains_a_finished_run(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # the third run is interrupted
         calls.append((key, seed))
         return {"variant": key, "seed": seed, "mDice": 0.5 + 0.01 * len(calls), "mIoU": 0.4, "MAE": 0.1,
-                "steps": 1, "train_s": 0.0, "eval_s": 0.0, "load_1min": 0.0, "finished_utc": "x"}
+                "steps": 1, "train_s": 0.0, "eval_s": 0.0, "load_1min": 0.0, "finished_utc": "2026-12-06T00:00:00Z"}
 
     monkeypatch.setattr(study_mod, "train_and_score", fake)
     spec = _tiny_spec(tmp_path)
@@ -157,7 +157,7 @@ def test_a_run_of_an_older_fingerprint_is_replaced_not_doubled(tmp_path, monkeyp
 
     def fake(key, seed, cfg, spec, out):
         return {"variant": key, "seed": seed, "mDice": 0.6, "mIoU": 0.4, "MAE": 0.1, "steps": 1, "train_s": 0.0,
-                "eval_s": 0.0, "load_1min": 0.0, "finished_utc": "x"}
+                "eval_s": 0.0, "load_1min": 0.0, "finished_utc": "2026-12-06T00:00:00Z"}
 
     monkeypatch.setattr(study_mod, "train_and_score", fake)
     out = tmp_path / "study"
@@ -367,7 +367,7 @@ def _fake_budget_run(calls):
         base = 0.80 + 0.01 * seed
         return {"variant": key, "seed": seed, "mDice": base - gap, "mIoU": base - 0.1 - gap, "MAE": 0.05,
                 "steps": cfg.optim.epochs, "train_s": 10.0, "eval_s": 1.0, "cpu_s": 11.0, "load_1min": 1.0,
-                "finished_utc": "x"}
+                "finished_utc": "2026-12-06T00:00:00Z"}
     return fake
 
 

@@ -13,7 +13,7 @@ def _plant_budget_study(root):
     out.mkdir(parents=True)
     _write_budget_file(out, "budget", budget_specs("budget-smoke", seeds=[0, 1, 2]))  # smoke studies are skipped
     rows = [{"variant": key, "seed": s, "fingerprint": "x", "mDice": 0.8 + 0.01 * s - gap, "mIoU": 0.7 - gap,
-             "MAE": 0.05, "steps": 1} for key, gap in (("msnet", 0.0), ("m2snet-nolf", 0.05)) for s in (0, 1, 2)]
+             "MAE": 0.05, "steps": 1, "finished_utc": "2026-12-06T00:00:00Z"} for key, gap in (("msnet", 0.0), ("m2snet-nolf", 0.05)) for s in (0, 1, 2)]
     budget_folder(out, 1).mkdir()
     pd.DataFrame(rows).to_csv(budget_folder(out, 1) / "runs.csv", index=False)
     return out
