@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     r = s.add_parser("run", help="train the unfinished (variant, seed) runs, then write the report")
     r.add_argument("--preset", default="cpu", help="cpu (default: 2 CPU cores; wall time in docs/ablations.md), early, paper, smoke; "
-                   "budget (one comparison at several training budgets), budget-smoke")
+                   "budget (one comparison at several training budgets), budget-realistic, budget-smoke")
     r.add_argument("--profile", default=None, help="configuration profile (default: the preset's)")
     r.add_argument("--variants", nargs="+", default=None, help="variant keys (m2s ablations list)")
     r.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (default 0 1 2)")

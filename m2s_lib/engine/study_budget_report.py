@@ -270,9 +270,10 @@ def write_budget_report(out: str | os.PathLike) -> dict[str, Path]:
     return paths
 
 
-def latest_budget_study(root: str | os.PathLike | None = None) -> Path | None:
-    """The budget study under ``root`` (its smoke preset left out) changed last; None when there is none."""
+def latest_budget_study(root: str | os.PathLike | None = None, preset: str = "budget") -> Path | None:
+    """The budget study of ``preset`` under ``root`` (default ``runs/ablations``) changed last; None when there is
+    none."""
     found = [p.parent for p in Path(root or runs_path("ablations")).glob("*/budget.yaml")
-             if not str((read_budget(p.parent) or {}).get("preset", "")).endswith("smoke")]
+             if (read_budget(p.parent) or {}).get("preset") == preset]
     return max(found, key=lambda p: max(q.stat().st_mtime for q in [p / "budget.yaml", *p.glob("*/runs.csv")]),
                default=None)

@@ -317,6 +317,12 @@ def test_budget_preset_is_the_cpu_recipe_with_more_epochs():
         assert long["optim"].pop("epochs") == 48 and short["optim"].pop("epochs") == 6 and long == short
     with pytest.raises(StudyError, match="not a whole number of epochs of 50 steps"):
         budget_specs("budget", steps=[300, 310])
+    realistic = dict(budget_specs("budget-realistic"))  # the same runs on the realistic level
+    assert sorted(realistic) == [1200, 2400]
+    other = variant_config(realistic[1200], "msnet", 1).to_dict()
+    assert other["data"].pop("synthetic_difficulty") == "realistic"
+    same = variant_config(specs[1200], "msnet", 1).to_dict()
+    assert same["data"].pop("synthetic_difficulty") == "teaching" and other == same
 
 
 @pytest.mark.parametrize("n, batch, cap", [(8, 8, 1), (9, 4, 0), (10, 4, 0)])
