@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--n", type=int, default=1000, help="training images (busi: all images) (default 1000)")
     s.add_argument("--out", required=True, help="dataset folder to create (must not exist or be empty)")
     s.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives identical files (default 0)")
-    s.add_argument("--size", type=int, default=352, help="image width in pixels (default 352)")
+    s.add_argument("--size", type=int, default=352, help="image width in pixels, 32 to 2048 (default 352)")
     s.add_argument("--n-test", type=int, default=None, dest="n_test",
                    help="images per test set (default n // 5, at least 1; ignored for busi)")
     s.add_argument("--difficulty", default="realistic", choices=["realistic", "teaching"],

@@ -222,6 +222,9 @@ def predict_files(
     rows, used, skipped = [], set(), []
     for path in tqdm(files, desc="predict", unit="img", disable=not progress, mininterval=5.0):
         try:
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:  # the one list of image types, for files as for folders
+                raise DatasetError(f"{path} is not one of the image types read ({' '.join(IMAGE_EXTENSIONS)}): "
+                                   "convert it to PNG")
             image = load_image(path)
         except DatasetError as err:
             skipped.append({"input": str(path), "error": str(err)})

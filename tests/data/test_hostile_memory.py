@@ -87,6 +87,7 @@ def test_decompression_bomb_is_refused_in_one_sentence(tmp_path):
 def test_synth_with_a_huge_size_is_refused_and_stays_small(tmp_path):
     res = run_measured(["-m", "m2s_lib.cli", "data", "synth", "--task", "polyp", "--n", "1", "--size", "30000",
                         "--out", str(tmp_path / "big"), "--quiet"], cwd=tmp_path)  # fmt: skip
+    print(f"peak RSS of m2s data synth --size 30000: {res['peak'] / GB:.2f} GB")
     assert not res["killed"] and res["peak"] < LIMIT, res["peak"] / GB
     assert res["rc"] == 1 and "Traceback" not in res["err"], res["err"]
     lines = [ln for ln in res["err"].splitlines() if ln.startswith("m2s data: error:")]

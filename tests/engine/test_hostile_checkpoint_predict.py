@@ -188,6 +188,16 @@ def test_predict_folder_with_a_decompression_bomb_skips_it_and_predicts_the_rest
     assert "bomb.png" in skipped and "pixels" in skipped
 
 
+def test_predict_skips_a_file_of_a_type_training_does_not_read(ckpt, tmp_path, capsys):
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "a.gif")
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "b.webp")
+    code, err = m2s(capsys, "predict", "--checkpoint", ckpt, tmp_path / "a.gif", tmp_path / "b.webp", "--out",
+                    tmp_path / "pred", "--no-progress")
+    assert code == 1 and "a.gif" in one_error_line(err, "predict"), err
+    assert (tmp_path / "pred" / "masks" / "b.png").is_file() and not (tmp_path / "pred" / "masks" / "a.png").exists()
+    assert "image types" in (tmp_path / "pred" / "skipped.csv").read_text()
+
+
 def test_predicting_one_10000_pixel_png_stays_under_2_gb(ckpt, tmp_path):
     big_png(tmp_path / "huge.png", 10000, 10000)
     res = run_measured(["-m", "m2s_lib.cli", "predict", "--checkpoint", str(ckpt), str(tmp_path / "huge.png"),
