@@ -150,6 +150,10 @@ def _list_maps(folder: Path | None) -> tuple[dict[str, Path], list[str]]:
     return maps, others
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def _problem(method: str, dataset: str, kind: str, files: Sequence[str], message: str) -> dict:
     return {"method": method, "dataset": dataset, "kind": kind, "count": len(files), "files": " ".join(files),
             "message": f"{method} / {dataset}: {message}" if dataset else f"{method}: {message}"}
@@ -162,21 +166,21 @@ def _listing_problems(method: str, dataset: str, masks: Mapping[str, Path], maps
     extra = sorted(set(maps) - set(masks))
     if missing and allow_missing:
         rows.append(_problem(method, dataset, "missing", missing,
-                             f"{len(missing)} of {len(masks)} maps are missing ({short_list(missing, 5)}): scored as "
+                             f"{len(missing)} of {len(masks)} maps missing ({short_list(missing, 5)}): scored as "
                              "all-zero maps (--allow-missing), counted in n"))
     if extra:
         rows.append(_problem(method, dataset, "extra", extra,
-                             f"{len(extra)} maps have no mask and are not scored ({short_list(extra, 5)})"))
+                             f"{_n(len(extra), 'map')} without a mask, not scored ({short_list(extra, 5)})"))
     if others:
         rows.append(_problem(method, dataset, "not an image", list(others),
-                             f"ignored {len(others)} files that are not images ({short_list(list(others), 5)}); "
+                             f"ignored {_n(len(others), 'non-image file')} ({short_list(list(others), 5)}); "
                              f"maps are {'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)}"))
     other_ext = [f"{maps[s].name}" for s in sorted(set(maps) & set(masks))
                  if maps[s].suffix.lower() != masks[s].suffix.lower()]
     if other_ext:
         first = other_ext[0]
         rows.append(_problem(method, dataset, "other extension", other_ext,
-                             f"{len(other_ext)} maps have another extension than their masks (e.g. {first} for "
+                             f"{_n(len(other_ext), 'map')} with another extension than the masks (e.g. {first} for "
                              f"{masks[Path(first).stem].name}): matched by name without extension"
                              + ("; JPEG maps carry compression noise" if Path(first).suffix.lower() in
                                 (".jpg", ".jpeg") else "")))
@@ -192,7 +196,7 @@ def build_jobs(gt: Mapping[str, Mapping[str, Path]], preds: Mapping[str, Path], 
         folders, unused = map_folders(Path(pred_dir), list(gt), method)
         if unused:
             rows.append(_problem(method, "", "extra folder", unused,
-                                 f"ignored {len(unused)} folders of maps that match no test set ({short_list(unused, 5)})"))
+                                 f"ignored {_n(len(unused), 'folder')} of maps matching no test set ({short_list(unused, 5)})"))
         for dataset, masks in gt.items():
             maps, others = _list_maps(folders[dataset])
             rows += _listing_problems(method, dataset, masks, maps, others, allow_missing)
@@ -269,19 +273,19 @@ def _odd_rows(job: MapJob, odd: Mapping[str, list[str]]) -> list[dict]:
     rows = []
     if odd["resized"]:
         rows.append(_problem(m, d, "resized", odd["resized"],
-                             f"{len(odd['resized'])} maps differ in size from their masks ({odd['resized_example'][0]}):"
+                             f"{_n(len(odd['resized']), 'map')} of another size than the mask ({odd['resized_example'][0]}):"
                              f" resized to the mask's size ({RESIZE_WORDS[job.protocol]})"))
     if odd["16-bit"]:
         rows.append(_problem(m, d, "16-bit", odd["16-bit"],
-                             f"{len(odd['16-bit'])} maps are 16-bit: scaled to 8 bits (round(v·255/65535)) before "
+                             f"{_n(len(odd['16-bit']), '16-bit map')}: scaled to 8 bits (round(v·255/65535)) before "
                              "scoring, as the protocol's 256 thresholds need"))
     if odd["all-zero"]:
         rows.append(_problem(m, d, "all-zero", odd["all-zero"],
-                             f"{len(odd['all-zero'])} maps are all zero ({short_list(odd['all-zero'], 5)}): scored as "
+                             f"{_n(len(odd['all-zero']), 'all-zero map')} ({short_list(odd['all-zero'], 5)}): scored as "
                              "maps that find nothing (Dice near 0); if that is unexpected, check how they were saved"))
     if odd["constant"]:
         rows.append(_problem(m, d, "constant", odd["constant"],
-                             f"{len(odd['constant'])} maps hold one value everywhere ({short_list(odd['constant'], 5)}):"
+                             f"{_n(len(odd['constant']), 'constant map')} (one value everywhere: {short_list(odd['constant'], 5)}):"
                              " min-max normalisation leaves them as they are; scored so"))
     return rows
 

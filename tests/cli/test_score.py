@@ -98,19 +98,19 @@ def test_each_odd_input_is_one_line(data, tmp_path, capsys):
     rc, out, _ = _run(capsys, "--gt", root, "--pred", f"B={maps}", "--out", tmp_path / "o2", "--allow-missing")
     assert rc == 0
     expected = {
-        "missing": "B / Kvasir: 1 of 3 maps are missing (0002): scored as all-zero maps",
-        "extra": "B / Kvasir: 1 maps have no mask and are not scored (0099)",
-        "not an image": "B / Kvasir: ignored 1 files that are not images (readme.txt)",
-        "resized": "B / Kvasir: 1 maps differ in size from their masks (0003.png is 12×10",
+        "missing": "B / Kvasir: 1 of 3 maps missing (0002): scored as all-zero maps",
+        "extra": "B / Kvasir: 1 map without a mask, not scored (0099)",
+        "not an image": "B / Kvasir: ignored 1 non-image file (readme.txt)",
+        "resized": "B / Kvasir: 1 map of another size than the mask (0003.png is 12×10",
         "all-zero": "B / Kvasir: ",  # 0003 (and 0001 when the synthetic mask is empty: a blurred empty mask)
-        "16-bit": "B / CVC-ClinicDB: 1 maps are 16-bit",
-        "other extension": "B / CVC-300: 1 maps have another extension than their masks (e.g. 0001.jpg for 0001.png)",
+        "16-bit": "B / CVC-ClinicDB: 1 16-bit map: scaled to 8 bits",
+        "other extension": "B / CVC-300: 1 map with another extension than the masks (e.g. 0001.jpg for 0001.png)",
     }
     lines = out.splitlines()
     for kind, text in expected.items():
         if kind != "all-zero":
             assert sum(line.startswith(text) for line in lines) == 1, (kind, out)
-    zero = [line for line in lines if "maps are all zero (" in line]
+    zero = [line for line in lines if "all-zero map" in line and "missing" not in line]
     assert len(zero) == 1 and zero[0].startswith("B / Kvasir: ") and "0003" in zero[0]
     report = pd.read_csv(tmp_path / "o2" / "input_report.csv")
     assert set(report["kind"]) == set(expected)

@@ -229,8 +229,8 @@ def test_extra_maps_and_non_image_files_are_named_not_scored(data, maps):
     (maps / "Kvasir" / "notes.txt").write_text("not a map")
     res = _score(data, maps)
     report = res.report.set_index("kind")
-    assert "1 maps have no mask and are not scored (9999)" in _single_line(report.loc["extra", "message"])
-    assert "notes.txt" in _single_line(report.loc["not an image", "message"])
+    assert "1 map without a mask, not scored (9999)" in _single_line(report.loc["extra", "message"])
+    assert "ignored 1 non-image file (notes.txt)" in _single_line(report.loc["not an image", "message"])
     assert res.results.set_index("dataset").loc["Kvasir", "n"] == 5
 
 
@@ -247,7 +247,7 @@ def test_wrong_size_maps_are_resized_to_the_mask(data, maps):
     Image.fromarray(small).save(path)
     res = _score(data, maps)
     message = _single_line(res.report.set_index("kind").loc["resized", "message"])
-    assert "0001.png is 32×24, its mask 64×48" in message and "bicubic" in message
+    assert "1 map of another size than the mask (0001.png is 32×24, its mask 64×48)" in message and "bicubic" in message
     pairs = read_pairs(data, "blur3", "CVC-300")
     bicubic = np.asarray(Image.fromarray(small).resize((64, 48), Image.Resampling.BICUBIC))  # MATLAB imresize's default
     pairs[0] = (bicubic, pairs[0][1])
@@ -259,7 +259,7 @@ def test_wrong_size_maps_are_resized_to_the_mask(data, maps):
 def test_all_zero_maps_are_named(data, maps):
     Image.fromarray(np.zeros((60, 80), np.uint8)).save(maps / "Kvasir" / "0005.png")
     res = _score(data, maps)
-    assert "1 maps are all zero (0005)" in _single_line(res.report.set_index("kind").loc["all-zero", "message"])
+    assert "1 all-zero map (0005)" in _single_line(res.report.set_index("kind").loc["all-zero", "message"])
 
 
 def test_sixteen_bit_maps_score_as_their_eight_bit_values(data, maps):
@@ -268,7 +268,7 @@ def test_sixteen_bit_maps_score_as_their_eight_bit_values(data, maps):
         Image.fromarray(v).save(path)
     assert Image.open(maps / "Kvasir" / "0001.png").mode.startswith("I;16")
     res = _score(data, maps)
-    assert "5 maps are 16-bit" in _single_line(res.report.set_index("kind").loc["16-bit", "message"])
+    assert "5 16-bit maps: scaled to 8 bits" in _single_line(res.report.set_index("kind").loc["16-bit", "message"])
     ref = reference(read_pairs(data, "blur3", "Kvasir"))[0]
     assert res.results.set_index("dataset").loc["Kvasir", "mDice"] == pytest.approx(ref["mDice"], abs=1e-9)
 
@@ -279,7 +279,7 @@ def test_maps_with_another_extension_are_matched_by_name(data, maps):
         path.unlink()
     res = _score(data, maps)
     message = _single_line(res.report.set_index("kind").loc["other extension", "message"])
-    assert "5 maps have another extension than their masks (e.g. 0001.jpg for 0001.png)" in message
+    assert "5 maps with another extension than the masks (e.g. 0001.jpg for 0001.png)" in message
     masks = sorted((data / "data" / "TestDataset" / "CVC-300" / "masks").iterdir())
     ref = reference([(np.asarray(Image.open(maps / "CVC-300" / f"{m.stem}.jpg")), np.asarray(Image.open(m)))
                      for m in masks])[0]  # the decoded JPEG values
