@@ -165,6 +165,7 @@ def budget_figure(t: BudgetTables):
                 title="Each variant's level")
     done = set(t.status.loc[t.status["state"] != "pending", "steps"]) if len(t.status) else set()
     for ax in axes:
+        ax.set_xlim(min(steps) / 1.25, max(steps) * 1.25)
         ax.set_xticks(steps, [f"{s}" if s in done else f"{s}\n(pending)" for s in steps])
         ax.minorticks_off()
         ax.grid(alpha=0.3)
@@ -236,7 +237,9 @@ def budget_markdown(out: Path, t: BudgetTables) -> str:
         f"Study folder `{out}` — {state}.", "",
         f"**What every run is.** The `{info['base']}` study's recipe at every budget, only the number of epochs "
         f"changed (the warm-up/decay schedule spans each run; {_epochs_text(spec, info['steps'])}). At the first "
-        f"budget: {scale_text(spec)}", "",
+        f"budget: {scale_text(spec)}" + (" (No variant of this study trains with L_f.)" if not any(
+            VARIANTS[k].overrides.get("loss.lossnet_weight", 0) for k in info["variants"] if k in VARIANTS) else ""),
+        "",
         "Paired difference per budget: the same seed gives both variants the same batches; mean and 95 % t interval "
         "over seeds; verdict on the paper's claim (the variant scores higher): *supported* / *contradicted* / "
         f"*{NOT_RESOLVED}*.", "", _compute_text(out, t), "",
