@@ -538,6 +538,10 @@ def _record_graded(root: Path, state: Mapping[str, Any], folder: Path, outcome: 
         made = api.generate_feedback(sub.assignment, sub.sid, force=True)
     if not made["success"]:
         outcome.problems.append(f"feedback failed: {_outcome(made)}")
+    page = root / "feedback" / sub.sid / sub.assignment / f"{sub.assignment}.html"
+    if page.is_file():
+        ungraded = [gid for gid, value in manual.items() if value is None]
+        write_text(page, results.mark_ungraded(page.read_text(encoding="utf-8"), ungraded))
 
 
 def _ungraded_feedback(path: Path, student: str, assignment: str, problems: Sequence[str]) -> Path:

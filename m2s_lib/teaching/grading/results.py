@@ -182,6 +182,19 @@ def annotate(executed: dict, verdict: Mapping[str, Any], problems: Sequence[str]
     return executed
 
 
+def mark_ungraded(page: str, grade_ids: Iterable[str]) -> str:
+    """nbgrader's feedback page with "to be graded" instead of "Score: 0.0" for hand-graded answers the teacher
+    has not graded yet (the table of contents and the answer's heading)."""
+    import re
+
+    for gid in grade_ids:
+        key = re.escape(gid)
+        page = re.sub(rf'(<a href="#{key}">[^<]*</a> \(Score: )[0-9.]+( / )', r"\g<1>to be graded\g<2>", page)
+        page = re.sub(rf'(<a name="{key}"></a>.{{0,400}}?Score: )[0-9.]+( / )', r"\g<1>to be graded\g<2>", page,
+                      flags=re.S)  # fmt: skip
+    return page
+
+
 def _cell_text(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")[:400]
 

@@ -295,8 +295,9 @@ def grade_one(sub: Submission, root: Path, state: Mapping[str, Any], settings: S
     scratch = Path(tempfile.mkdtemp(prefix=f"{sub.sid[:24]}-{sub.assignment[:2]}-", dir=scratch_root))
     out.scratch = scratch
     present = set(nbcheck.parameter_names(nb))
+    course_cells.set_parameters(nb, {k: v for k, v in values.items() if k in present})
+    out.notebook = json.loads(json.dumps(nb))  # as graded, as the student reads it (no scratch paths)
     course_cells.set_parameters(nb, scratch_values({k: v for k, v in values.items() if k in present}, scratch))
-    out.notebook = nb
     judge = _judge_module(settings)
     grading = scratch / "grading"
     exercises = _framework_exercises(judge, sub.assignment, released)
@@ -312,9 +313,14 @@ def grade_one(sub: Submission, root: Path, state: Mapping[str, Any], settings: S
     if result.timed_out:
         out.problems.append(result.timeout_message)
     executed = nbcheck.load_notebook(result.executed) if result.executed else None
+    if executed is not None:  # the parameters cell as the student knows it, not the grader's scratch paths
+        cell = nbcheck.parameters_cell(executed)
+        if cell is not None:
+            cell["source"] = nbcheck.cell_source(nbcheck.parameters_cell(out.notebook))
+        result.executed.write_text(json.dumps(executed, ensure_ascii=False), encoding="utf-8")
     verdict = {"assignment": sub.assignment, "exercises": [], "flags": []}
     if exercises:
-        verdict = judge.judge_assignment(sub.assignment, grading, nb, seed=settings.seed).to_dict()
+        verdict = judge.judge_assignment(sub.assignment, grading, out.notebook, seed=settings.seed).to_dict()
         verdict["exercises"] = [e for e in verdict["exercises"] if e["grade_id"] in exercises]
     verdict["exercises"] += legacy_scores(executed, nb, {e["grade_id"] for e in verdict["exercises"]})
     if result.timed_out:

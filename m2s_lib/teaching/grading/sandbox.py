@@ -36,7 +36,7 @@ __all__ = ["ExecutionResult", "Limits", "UNSANDBOXED_NOTE", "bwrap_path", "hidde
 
 UNSANDBOXED_NOTE = ("ran unsandboxed (no bubblewrap): the student's code had the grader's rights (files, network, "
                     "processes); install bubblewrap (Linux) or grade in a container")  # fmt: skip
-_GRACE = 10  # seconds the executor gets beyond its cells' limits to write the executed notebook
+_GRACE = 2  # seconds the executor gets beyond the submission's limit (a cell timing out right at it)
 
 
 @dataclass(frozen=True)
@@ -63,13 +63,14 @@ class ExecutionResult:
     executed: Path | None = None  # the executed notebook (partial when timed out), None when none was written
     cell_seconds: dict[int, float] = field(default_factory=dict)
     error: str | None = None  # the executor's own failure (not the student's errors, which are in the notebook)
+    limit: str = ""  # which limit stopped it: "cell limit of N s" or "submission limit of N s"
 
     @property
     def timeout_message(self) -> str | None:
         if not self.timed_out:
             return None
         where = self.timeout_grade_id or (f"#{self.timeout_cell}" if self.timeout_cell is not None else "?")
-        return f"timed out in cell {where} after {self.timeout_after or self.seconds:.0f} s"
+        return f"timed out in cell {where} after {self.timeout_after or self.seconds:.0f} s ({self.limit})"
 
 
 def bwrap_path() -> str | None:
@@ -95,9 +96,11 @@ def hidden_and_kept(hide: Sequence[Path], extra_keep: Sequence[Path] = ()) -> tu
 
     hidden = sorted({Path(p).resolve() for p in hide if Path(p).exists()}, key=lambda p: len(p.parts))
     hidden = [p for p in hidden if p != Path("/") and not any(_under(p, q) for q in hidden if q != p)]
-    candidates = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).resolve().parent.parent,
-                  Path(m2s_lib.__file__).resolve().parent, *(Path(p) for p in sys.path if p),
-                  *(Path(p) for p in extra_keep)}  # fmt: skip
+    prefixes = [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent.parent]
+    # sys.path folders only where packages live (a test runner's sys.path may hold the repository's tests/)
+    packages = [Path(p) for p in sys.path if p and ("-packages" in p or any(_under(Path(p).resolve(), q)
+                                                                             for q in prefixes))]  # fmt: skip
+    candidates = {*prefixes, Path(m2s_lib.__file__).resolve().parent, *packages, *(Path(p) for p in extra_keep)}
     keep = set()
     for path in candidates:
         try:
@@ -223,7 +226,7 @@ def run_notebook(notebook: Path, executed: Path, scratch: Path, limits: Limits, 
     try:
         proc.wait(timeout=limits.submission_timeout + _GRACE)
     except subprocess.TimeoutExpired:
-        result.timed_out = True
+        result.timed_out, result.limit = True, f"the submission's limit of {limits.submission_timeout} s"
     finally:
         _kill(proc)  # also after a normal end: whatever the student left behind in the process group
         proc.wait()
@@ -231,7 +234,7 @@ def run_notebook(notebook: Path, executed: Path, scratch: Path, limits: Limits, 
     drain.join(timeout=5)
     result.seconds = round(time.monotonic() - start, 2)
     result.returncode = proc.returncode
-    _apply_events(result, events)
+    _apply_events(result, events, limits)
     if executed.is_file() and executed.stat().st_size:
         result.executed = executed
     if not result.timed_out and proc.returncode not in (0, 3):
@@ -257,7 +260,7 @@ def _drain(stream, tail: list) -> None:
         del tail[:-20]
 
 
-def _apply_events(result: ExecutionResult, events: Sequence[Mapping[str, Any]]) -> None:
+def _apply_events(result: ExecutionResult, events: Sequence[Mapping[str, Any]], limits: Limits) -> None:
     running: Mapping[str, Any] | None = None
     for event in events:
         if "start" in event:
@@ -266,7 +269,7 @@ def _apply_events(result: ExecutionResult, events: Sequence[Mapping[str, Any]]) 
             result.cell_seconds[int(event["done"])] = float(event.get("seconds", 0.0))
             running = None
         elif "timeout" in event:
-            result.timed_out = True
+            result.timed_out, result.limit = True, f"the cell limit of {limits.cell_timeout} s"
             result.timeout_cell, result.timeout_grade_id = event.get("timeout"), event.get("grade_id")
             result.timeout_after = float(event.get("seconds") or 0.0)
             return
