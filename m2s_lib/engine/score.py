@@ -362,7 +362,7 @@ def score_maps(
     truth = ground_truth(gt, sets)
     jobs, rows = build_jobs(truth, folders, protocol, allow_missing)
     if out is not None:
-        score_report.prepare_out(out, overwrite)
+        score_report.check_out(out, overwrite)
     scored = run_jobs(jobs, workers, progress)
     for job, (_, _, odd) in zip(jobs, scored):
         rows += _odd_rows(job, odd)

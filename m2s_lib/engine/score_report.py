@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,10 +25,10 @@ import pandas as pd
 
 from ..atomic import write_bytes, write_text
 from ..metrics import POLYP_COLUMNS, PROTOCOLS
-from .run_folder import RunExistsError, prepare_output_dir
+from .run_folder import OUTPUTS_MANIFEST, RunExistsError, prepare_output_dir
 from .stats import t_interval, verdict
 
-__all__ = ["POOLED", "SCORE_OUTPUTS", "paired_differences", "prepare_out", "results_markdown", "score_figure", "write_outputs"]
+__all__ = ["POOLED", "SCORE_OUTPUTS", "check_out", "paired_differences", "results_markdown", "score_figure", "write_outputs"]
 
 SCORE_OUTPUTS = ("results.csv", "results.md", "per_image", "paired.csv", "input_report.csv", "score.png")
 POOLED = "all sets (pooled)"
@@ -35,9 +36,10 @@ PAIRED_COLUMNS = ("dataset", "method", "baseline", "metric", "n", "method_mean",
                   "lo", "hi", "verdict", "better", "worse", "tied")
 
 
-def prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
-    """The output rule of ``m2s score``: a folder that exists and is not empty is refused unless ``overwrite``;
-    then only an earlier ``m2s score``'s outputs there are replaced (``prepare_output_dir``'s rule)."""
+def check_out(out: str | os.PathLike, overwrite: bool) -> Path:
+    """The output rule of ``m2s score``, checked before any scoring (nothing is written): a folder that exists and
+    is not empty is refused unless ``overwrite``; with it, a folder that another command wrote is still refused.
+    :func:`write_outputs` then replaces only an earlier ``m2s score``'s outputs (``prepare_output_dir``'s rule)."""
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file: choose a folder")
@@ -46,7 +48,16 @@ def prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
         shown = ", ".join(sorted(content)[:4]) + (" …" if len(content) > 4 else "")
         raise RunExistsError(f"--out {out} is not empty ({shown}): choose a new folder, or pass --overwrite to "
                              "replace an earlier `m2s score`'s outputs there (nothing else is touched)")
-    return prepare_output_dir(out, "score", SCORE_OUTPUTS, overwrite=True)
+    manifest = out / OUTPUTS_MANIFEST
+    if manifest.is_file():
+        try:
+            command = json.loads(manifest.read_text()).get("command")
+        except (ValueError, AttributeError):
+            command = None
+        if command != "score":
+            raise RunExistsError(f"--out {out} holds the outputs of `m2s {command}` ({OUTPUTS_MANIFEST}): choose "
+                                 "another folder for `m2s score`")
+    return out
 
 
 def _pooled(per_image: Mapping[tuple[str, str], pd.DataFrame], method: str, datasets: Sequence[str]) -> pd.DataFrame:
@@ -203,7 +214,7 @@ def _scatter_panel(ax, result, metric: str) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 def write_outputs(result, out: str | os.PathLike) -> dict[str, Path]:
     """Write every output of ``m2s score`` in ``out`` (atomically, file by file); returns their paths."""
-    out = Path(out).expanduser()
+    out = prepare_output_dir(out, "score", SCORE_OUTPUTS, overwrite=True)  # after check_out: own outputs only
     paths = {name: out / name for name in ("results.csv", "results.md", "paired.csv", "input_report.csv", "score.png")}
     write_text(paths["results.csv"], result.results.to_csv(index=False))
     for (method, dataset), frame in result.per_image.items():

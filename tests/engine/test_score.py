@@ -298,7 +298,7 @@ def test_layouts_flat_folder_and_duplicates(data, maps, tmp_path):
         _score(data, maps)
 
 
-def test_output_folder_rule(data, tmp_path):
+def test_output_folder_rule(data, maps, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "mine.txt").write_text("keep")
@@ -309,6 +309,19 @@ def test_output_folder_rule(data, tmp_path):
     score_maps(*args, overwrite=True, workers=1, progress=False, log=None)
     score_maps(*args, overwrite=True, workers=1, progress=False, log=None)  # replaces its own outputs
     assert (out / "mine.txt").read_text() == "keep" and (out / "results.csv").is_file()
+    evaluated = tmp_path / "evaluated"  # a folder another command wrote: refused even with --overwrite, and
+    evaluated.mkdir()                   # before any scoring (a broken map would be found while scoring)
+    (evaluated / "m2s_outputs.json").write_text('{"command": "evaluate", "outputs": ["results.csv"]}')
+    (maps / "Kvasir" / "0001.png").write_bytes(b"broken")
+    with pytest.raises(RunExistsError, match="holds the outputs of `m2s evaluate`"):
+        _score(data, maps, out=evaluated, overwrite=True)
+
+
+def test_a_failed_run_writes_nothing(data, maps, tmp_path):
+    (maps / "CVC-300" / "0004.png").write_bytes(b"broken")
+    with pytest.raises(DatasetError, match="cannot read"):
+        _score(data, maps, out=tmp_path / "new")
+    assert not (tmp_path / "new").exists()  # the same command works once the map is fixed, without --overwrite
 
 
 def test_two_worker_processes_give_the_same_numbers(data):
