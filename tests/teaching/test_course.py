@@ -239,7 +239,6 @@ def test_leak_scan_can_fail():
     assert any("marker 'BEGIN SOLUTION'" in f for f in found)
     assert any("torch.abs(a - b)" in f for f in found)
     assert any("model answer of 'q_su_vs_sum'" in f for f in found)
-    assert any("HIDDEN" in f for f in found)
 
 
 def test_tampered_cells_names_deleted_and_altered_locked_cells():
