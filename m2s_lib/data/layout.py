@@ -184,9 +184,19 @@ def _open(path: Path) -> Image.Image:
         raise _too_large(path, found) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DatasetError(f"cannot read {path}: {err}. Replace or delete this file.") from err
-    if img.getexif().get(_ORIENTATION, 1) in range(2, 9):
+    if _orientation(img) in range(2, 9):
         img = ImageOps.exif_transpose(img)
     return img
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1 = upright); damaged EXIF data counts as upright (the pixels are still read)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return int(img.getexif().get(_ORIENTATION, 1))
+    except Exception:  # noqa: BLE001 -- PIL raises many kinds on damaged EXIF blocks
+        return 1
 
 
 def _sixteen_bit_to_uint8(arr: np.ndarray) -> np.ndarray:
