@@ -72,6 +72,49 @@ ALTERNATIVES = {
     },
 }
 
+MORE_ALTERNATIVES = {  # a second correct answer per exercise: einsum, loops, other calls
+    "01": {
+        "su_forward": """
+            h, w = b.shape[-2:]
+            up = torch.nn.Upsample(size=(h, w), mode="bilinear", align_corners=False)(a)
+            return self.bn(self.conv(torch.sub(up, b).abs_())).clamp(min=0)
+        """,
+        "su_param_count": """
+            per_part = [channels * channels * 3 * 3, channels, channels, channels]
+            total = 0
+            for count in per_part:
+                total += count
+            return total
+        """,
+        "fusion_parts": "return 2 * torch.where(a < b, a, b), torch.where(a > b, a - b, b - a)",
+    },
+    "02": {
+        "full_one_dense": """
+            p = k // 2
+            cols = F.unfold(F.pad(x, (p, p, p, p)), k)  # N × C·k² × H·W
+            total = torch.einsum("nlp->np", cols).reshape(x.shape[0], 1, *x.shape[-2:])
+            return total.repeat(1, x.shape[1], 1, 1)
+        """,
+        "full_one_fast": ["""
+            p = k // 2
+            padded = F.pad(s, (p, p, p, p))
+            out = torch.zeros_like(s)
+            for dy in range(k):
+                for dx in range(k):
+                    out = out + padded[..., dy:dy + s.shape[-2], dx:dx + s.shape[-1]]
+            return out
+        """, "return box_sum(torch.einsum('nchw->nhw', x)[:, None], k).expand_as(x)"],
+        "msu_forward": """
+            up = F.interpolate(a, size=tuple(b.shape[-2:]), mode="bilinear", align_corners=False)
+            total = 0
+            for k in self.kernel_sizes:
+                f = (lambda t: t) if k == 1 else self.filters[str(k)]
+                total = total + (f(up) - f(b)).abs()
+            return F.relu(self.bn(self.conv(total)))
+        """,
+    },
+}
+
 WRONG = {  # exactly one exercise wrong
     "su_forward": "return torch.relu(self.bn(self.conv(F.interpolate(a, size=b.shape[-2:], mode='bilinear') + b)))",
     "su_param_count": "return 9 * channels**2 + 2 * channels",
@@ -88,6 +131,14 @@ TEST_OF = {"su_forward": "su_forward_tests", "su_param_count": "su_param_count_t
            "fusion_parts": "fusion_parts_tests", "full_one_dense": "full_one_dense_tests",
            "full_one_fast": "full_one_fast_tests", "msu_forward": "msu_forward_tests",
            "pyramid_order": "pyramid_order_tests", "ce_sums": "ce_sums_tests"}  # fmt: skip
+
+
+@pytest.mark.parametrize("key", ["01", "02"])
+def test_more_correct_alternatives_get_full_marks(key, tmp_path):
+    ns = es.namespace(key, MORE_ALTERNATIVES[key])
+    verdict = es.record(key, es.answers_of(key, ns), tmp_path)
+    assert es.points(verdict) == es.full(key), [(e.grade_id, [c.mistake for c in e.checks if not c.passed])
+                                                for e in verdict.exercises]  # fmt: skip
 
 
 @pytest.mark.parametrize("key", ["01", "02", "03"])
