@@ -21,6 +21,7 @@ import copy
 import dataclasses
 import difflib
 import functools
+import math
 import os
 import types
 import typing
@@ -33,7 +34,7 @@ import yaml
 
 from .atomic import write_text
 from .constants import TASKS, TEST_SIZE, TRAIN_SIZES
-from .profiles import PROFILES
+from .profiles import PROFILES, SETTING_RANGES, DuplicateKeyError, UniqueKeyLoader
 
 __all__ = [
     "ConfigError",
@@ -45,13 +46,13 @@ __all__ = [
     "Config",
     "PROFILES",
     "TASKS",
-    "profile_names",
     "profile_overrides",
     "get_profile",
     "resolve_profile",
     "load_config",
     "parse_overrides",
     "image_size_problem",
+    "read_yaml",
 ]
 
 
@@ -296,16 +297,7 @@ class Config:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, base: Config | None = None) -> Config:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path} is not valid YAML: {err}") from err
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{path} must hold a mapping of sections (model:, data:, optim:, ...)")
-        return cls.from_dict(data, base=base)
+        return cls.from_dict(read_yaml(path), base=base)
 
     @classmethod
     def from_saved(cls, data: Mapping[str, Any]) -> Config:
@@ -363,10 +355,10 @@ class Config:
                        ("data.test_size", d.eval_size)]:
             if problem := image_size_problem(s):
                 raise ConfigError(f"{key}: {problem}")
-        if o.epochs < 1 or o.batch_size < 1:
-            raise ConfigError("optim.epochs and optim.batch_size must be ≥ 1")
-        if o.lr <= 0 or o.encoder_lr_ratio < 0:
-            raise ConfigError("optim.lr must be > 0 and optim.encoder_lr_ratio ≥ 0")
+        for key, ok, rule in SETTING_RANGES:
+            value = self.get(key)
+            if value is not None and not ok(value):
+                raise ConfigError(f"{key}={value!r} must be {rule}")
         if not 0 < o.warmup_fraction < 1:
             raise ConfigError(f"optim.warmup_fraction={o.warmup_fraction} must be in (0, 1) (0.5: the authors' triangle)")
         if self.loss.lossnet_weight < 0 or self.loss.structure_weight < 0:
@@ -391,10 +383,6 @@ class Config:
 # Profiles
 # ---------------------------------------------------------------------------------------------------------------
 # The named profiles (lists of overrides on top of the dataclass defaults) are m2s_lib.profiles.PROFILES.
-
-
-def profile_names() -> list[str]:
-    return list(PROFILES)
 
 
 def profile_overrides(name: str) -> dict[str, Any]:
@@ -431,28 +419,40 @@ def load_config(
     path: str | os.PathLike | None = None,
     profile: str | None = None,
     overrides: Iterable[str] | Mapping[str, Any] = (),
+    default_profile: str = "paper-polyp",
 ) -> Config:
-    """Profile (default ``paper-polyp``, or the file's ``profile:`` entry) → YAML file → ``key=value`` overrides.
+    """Profile (``profile``, else the file's ``profile:`` entry, else ``default_profile``; ``m2s train`` passes
+    ``tiny``) → YAML file → ``key=value`` overrides.
 
     An explicit ``profile`` wins over the file's ``profile:`` entry.
     """
-    file_data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-        try:
-            file_data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path} is not valid YAML: {err}") from err
-        if not isinstance(file_data, Mapping):
-            raise ConfigError(f"{path} must hold a mapping of sections (model:, data:, optim:, ...)")
-        file_data = dict(file_data)
-    name = profile or file_data.get("profile") or "paper-polyp"
+    file_data = read_yaml(path) if path is not None else {}
+    name = profile or file_data.get("profile") or default_profile
     base = get_profile(name)
     file_data.pop("profile", None)
     cfg = Config.from_dict(file_data, base=base)
     return cfg.override(overrides)
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """The mapping in a YAML settings file (``--config FILE``, a run's ``config.yaml``): one :class:`ConfigError`
+    line naming the file for invalid YAML, a key given twice, or anything but a mapping of sections."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except DuplicateKeyError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(err).split())}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a text file (UTF-8): pass a YAML settings file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path} must hold a mapping of sections (model:, data:, optim:, ...)")
+    return dict(data)
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
@@ -572,7 +572,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if hint is float:
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ConfigError(f"{key}={value!r} is not a finite number")
+            return number
         if hint is str:
             if value is None:
                 raise ValueError

@@ -1,13 +1,16 @@
 """The named profiles of the settings: each is a set of ``section.key`` overrides on top of the defaults of
 :class:`m2s_lib.config.Config` (which are the paper's polyp recipe). ``m2s train --profile NAME --print-config``
-shows the result."""
+shows the result. Also the range rules of the numeric settings (:data:`SETTING_RANGES`) and the YAML loader of
+settings files (:class:`UniqueKeyLoader`), which :mod:`m2s_lib.config` applies."""
 from __future__ import annotations
 
 from typing import Any
 
+import yaml
+
 from .constants import GOALS_CLASS_VALUES
 
-__all__ = ["PROFILES"]
+__all__ = ["PROFILES", "SETTING_RANGES", "DuplicateKeyError", "UniqueKeyLoader"]
 
 # Each profile is a list of overrides on top of the dataclass defaults (= the paper's polyp recipe).
 PROFILES: dict[str, dict[str, Any]] = {
@@ -47,3 +50,55 @@ PROFILES: dict[str, dict[str, Any]] = {
         "data.class_values": list(GOALS_CLASS_VALUES),
     },
 }
+
+
+#: Range rules of the numeric settings (finiteness is checked when a value is set): (key, check, rule in words).
+SETTING_RANGES: tuple[tuple[str, Any, str], ...] = (
+    ("model.in_channels", lambda v: v >= 1, "≥ 1"),
+    ("model.channels", lambda v: v >= 1, "≥ 1 (the width of the decoder; the paper's is 64)"),
+    ("model.max_order", lambda v: v >= 1, "≥ 1"),
+    ("data.rotation", lambda v: 0 <= v <= 180, "in [0, 180] degrees"),
+    ("data.n_folds", lambda v: v >= 2, "≥ 2"),
+    ("data.num_workers", lambda v: v >= -1, "≥ 0, or -1 (chosen for the device)"),
+    ("data.synthetic_n", lambda v: v >= 1, "≥ 1"),
+    ("data.synthetic_n_test", lambda v: v >= 0, "≥ 0"),
+    ("data.synthetic_seed", lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
+    ("optim.epochs", lambda v: v >= 1, "≥ 1"),
+    ("optim.batch_size", lambda v: v >= 1, "≥ 1"),
+    ("optim.lr", lambda v: v > 0, "> 0 (the paper's is 0.05)"),
+    ("optim.encoder_lr_ratio", lambda v: v >= 0, "≥ 0 (the paper's is 0.1)"),
+    ("optim.momentum", lambda v: 0 <= v < 1, "in [0, 1) (the paper's is 0.9)"),
+    ("optim.weight_decay", lambda v: v >= 0, "≥ 0 (the paper's is 5e-4)"),
+    ("optim.grad_clip", lambda v: v >= 0, "≥ 0 (0 switches clipping off)"),
+    ("loss.lossnet_input_size", lambda v: v >= 32, "≥ 32 pixels, or null"),
+    ("run.seed", lambda v: 0 <= v < 2**32, "in [0, 2**32) (a non-negative whole number)"),
+    ("run.val_every", lambda v: v >= 1, "≥ 1 (validate every N epochs)"),
+    ("run.progress_interval", lambda v: v >= 0, "≥ 0 seconds"),
+    ("run.max_steps_per_epoch", lambda v: v >= 0, "≥ 0 (0: the whole epoch)"),
+)
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last one silently: a second
+    ``optim:`` section would drop the first one's settings)."""
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A YAML mapping gives one key twice."""
+
+
+def _unique_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise DuplicateKeyError(f"the key {key!r} appears twice (lines {seen[key]} and {line}); YAML would keep only "
+                                "the second: merge them into one")
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)

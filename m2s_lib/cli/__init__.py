@@ -6,10 +6,11 @@ Each sub-command family lives beside the code it drives and registers itself her
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
-__all__ = ["build_parser", "image_side", "main", "positive_int"]
+__all__ = ["build_parser", "image_side", "main", "non_negative_int", "positive_int"]
 
 # Modules that add sub-commands (each has ``register(subparsers)``), in the order they appear in ``--help``.
 COMMAND_MODULES = ("m2s_lib.cli.data", "m2s_lib.cli.train", "m2s_lib.cli.evaluate", "m2s_lib.cli.predict",
@@ -30,6 +31,14 @@ def positive_int(text: str) -> int:
     value = _whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number ≥ 0 (seeds)."""
+    value = _whole_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more (got {value})")
     return value
 
 
@@ -89,5 +98,7 @@ def _message(err: Exception) -> str:
         return f"{where} is a file where a folder is needed: remove it or choose another path"
     if isinstance(err, PermissionError):
         return f"{where}: permission denied: choose a folder you can write to"
+    if err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return f"{where}: no space left on the disk: free some space, or write to another disk"
     return f"{where}: {err.strerror or type(err).__name__}"
 

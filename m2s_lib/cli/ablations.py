@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 from ..constants import runs_path
-from . import positive_int
+from . import non_negative_int, positive_int
 
 __all__ = ["register", "run_ablations", "report_ablations", "list_ablations"]
 
@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "budget (one comparison at several training budgets), budget-realistic, budget-smoke")
     r.add_argument("--profile", default=None, help="configuration profile (default: the preset's)")
     r.add_argument("--variants", nargs="+", default=None, help="variant keys (m2s ablations list)")
-    r.add_argument("--seeds", nargs="+", type=int, default=None, help="training seeds (default 0 1 2)")
+    r.add_argument("--seeds", nargs="+", type=non_negative_int, default=None, help="training seeds (default 0 1 2)")
     r.add_argument("--out", default=None, help="study folder (default runs/ablations/<preset>)")
     r.add_argument("--data-root", default=None, help="dataset root (default: the synthetic set of the preset)")
     r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: the profile's, auto)")
@@ -104,6 +104,7 @@ def run_ablations(args: argparse.Namespace) -> int:
     import torch
 
     from ..config import ConfigError, parse_overrides
+    from ..engine.folder_lock import lock_folder
     from ..engine.study import StudyError
 
     jobs = max(1, int(args.jobs))
@@ -123,6 +124,7 @@ def run_ablations(args: argparse.Namespace) -> int:
     except (ConfigError, StudyError) as err:
         print(f"m2s ablations: {err}", file=sys.stderr)
         return 2
+    lock = None if args.worker else lock_folder(out, "m2s ablations run")  # noqa: F841 (held until this returns)
     children = []
     if jobs > 1 and not args.worker:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}

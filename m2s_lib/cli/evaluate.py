@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
         epilog="example: m2s evaluate --checkpoint runs/tiny/best.pt --data-root runs/data/synthetic-polyp --out runs/eval",
     )
-    p.add_argument("--checkpoint", required=True, metavar="FILE", help="last.pt / best.pt, or the authors' .pth")
+    p.add_argument("--checkpoint", required=True, metavar="FILE",
+                   help="last.pt / best.pt, or the authors' .pth; a run folder means its best.pt (else last.pt)")
     p.add_argument("--data-root", required=True, metavar="DATA", help="dataset root holding TestDataset/<set>/, or one set")
     p.add_argument("--out", required=True, metavar="OUT", help="output folder for predictions and tables")
     p.add_argument("--sets", nargs="+", default=None, metavar="SET", help="only these test sets (folder names)")
@@ -54,13 +55,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..engine.evaluate import evaluate_checkpoint
+    from ..engine.folder_lock import lock_folder
+    from ..engine.run_folder import checkpoint_in
     from ..metrics import to_markdown
 
-    results = evaluate_checkpoint(
-        args.checkpoint, args.data_root, args.out, size=args.size, protocol=args.protocol, sets=args.sets,
-        device=args.device, batch_size=args.batch_size, model=args.model, encoder_name=args.encoder,
-        task=args.task, progress=not args.no_progress, overwrite=args.overwrite,
-    )  # fmt: skip
+    checkpoint = checkpoint_in(args.checkpoint)
+    with lock_folder(args.out, "m2s evaluate"):
+        results = evaluate_checkpoint(
+            checkpoint, args.data_root, args.out, size=args.size, protocol=args.protocol, sets=args.sets,
+            device=args.device, batch_size=args.batch_size, model=args.model, encoder_name=args.encoder,
+            task=args.task, progress=not args.no_progress, overwrite=args.overwrite,
+        )  # fmt: skip
     print(to_markdown(results, floatfmt=".4f"))
     print(f"wrote {args.out}/results.csv, results.md and the predictions of {len(results)} test sets")
     return 0

@@ -46,13 +46,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     from ..engine.checkpoint import load_model
+    from ..engine.folder_lock import lock_folder
     from ..engine.predict import predict_files
+    from ..engine.run_folder import checkpoint_in
 
-    model, cfg = load_model(args.checkpoint, device=args.device, model=args.model, encoder_name=args.encoder)
-    df = predict_files(
-        model, args.inputs, args.out, size=args.size or cfg.data.eval_size, threshold=args.threshold,
-        class_values=cfg.data.class_values, progress=not args.no_progress, overwrite=args.overwrite,
-    )  # fmt: skip
+    model, cfg = load_model(checkpoint_in(args.checkpoint), device=args.device, model=args.model,
+                            encoder_name=args.encoder)  # fmt: skip
+    with lock_folder(args.out, "m2s predict"):  # one writer per output folder
+        df = predict_files(
+            model, args.inputs, args.out, size=args.size or cfg.data.eval_size, threshold=args.threshold,
+            class_values=cfg.data.class_values, progress=not args.no_progress, overwrite=args.overwrite,
+        )  # fmt: skip
     print(f"wrote masks and overlays of {len(df)} images to {args.out}")
     skipped = df.attrs.get("skipped", [])
     if skipped:

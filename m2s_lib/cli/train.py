@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: m2s train --profile tiny --out runs/tiny --epochs 3",
     )
     p.add_argument("--profile", default=None,
-                   help="named settings (default: tiny; with --resume: the run's own settings)")
+                   help="named settings (default: tiny, or the --config file's profile: entry; with --resume: the "
+                   "run's own settings)")
     p.add_argument("--config", default=None, metavar="FILE", help="YAML file of settings (same sections as config.yaml)")
     p.add_argument("--data-root", default=None, metavar="DATA",
                    help="dataset root: DATA/TrainDataset or DATA/{images,masks} (default: synthetic data of the task)")
@@ -47,7 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None, metavar="N", help="global batch size (optim.batch_size)")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1 (run.device)")
     p.add_argument("--seed", type=int, default=None, help="random seed (run.seed)")
-    p.add_argument("--resume", action="store_true", help="continue the run in OUT from OUT/last.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in OUT from OUT/last.pt (with its settings; --epochs may not go below the "
+                   "epochs done). A run that saved no epoch (stopped in its first epoch) starts again from "
+                   "OUT/config.yaml, and KEY=VALUE overrides may then change any setting")
     p.add_argument("--overwrite", action="store_true",
                    help="delete a previous run's last.pt/best.pt/metrics.csv/config.yaml in OUT and start again")
     p.add_argument("--stop-after", type=int, default=None, metavar="E",
@@ -70,15 +74,18 @@ def resolve_train_config(args: argparse.Namespace):
     if args.resume and args.profile is None and args.config is None:
         if args.out is None:
             raise ValueError("--resume needs --out (the folder of the run to continue)")
+        from ..config import read_yaml
         from ..engine.checkpoint import load_checkpoint
 
-        last = Path(args.out) / "last.pt"
-        if not last.is_file():
-            raise FileNotFoundError(f"nothing to resume in {args.out}: it holds no last.pt")
-        saved = load_checkpoint(last)["config"]
-        cfg = Config.from_saved(saved)
+        last, saved_yaml = Path(args.out) / "last.pt", Path(args.out) / "config.yaml"
+        if last.is_file():
+            cfg = Config.from_saved(load_checkpoint(last)["config"])
+        elif saved_yaml.is_file():  # a run that saved no epoch: its settings
+            cfg = Config.from_saved(read_yaml(saved_yaml))
+        else:
+            raise FileNotFoundError(f"nothing to resume in {args.out}: it holds no run (no last.pt, no config.yaml)")
     if cfg is None:
-        cfg = load_config(args.config, profile=base_profile or (None if args.config else "tiny"))
+        cfg = load_config(args.config, profile=base_profile, default_profile="tiny")
     direct = {
         "data.root": args.data_root,
         "run.out": args.out,
@@ -96,6 +103,9 @@ def _resume_hint(trainer) -> str:
     if trainer.out is not None and (trainer.out / "last.pt").is_file():
         return (f"interrupted after epoch {trainer.epoch}/{trainer.config.optim.epochs}; continue with "
                 f"`m2s train --out {trainer.out} --resume`")
+    if trainer.out is not None and (trainer.out / "config.yaml").is_file():
+        return ("interrupted before the first epoch ended: no epoch was saved; start the run again with "
+                f"`m2s train --out {trainer.out} --resume` (it reads {trainer.out / 'config.yaml'})")
     return "interrupted before the first epoch ended: nothing was saved; run the same command again to start"
 
 

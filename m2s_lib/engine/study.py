@@ -222,9 +222,50 @@ def lossnet_weights_note(cfg) -> str:
 # Running
 # ---------------------------------------------------------------------------------------------------------------
 def read_results(out: str | os.PathLike) -> pd.DataFrame:
-    """The finished runs of the study in ``out`` (an empty table when there are none)."""
+    """The finished runs of the study in ``out`` (an empty table when there are none). A row that is not whole
+    (a value missing or not finite, no ``finished_utc``, the file cut short inside it) is moved to
+    ``superseded.csv``, said in one line, and its run counts as not done; a file that is no study table is a
+    :class:`StudyError` naming it."""
+    import fcntl
+
     path = Path(out) / "runs.csv"
-    return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["variant", "seed", "fingerprint"])
+    if not path.is_file():
+        return pd.DataFrame(columns=["variant", "seed", "fingerprint"])
+    for attempt in range(2):
+        raw = path.read_bytes()
+        try:
+            done = pd.read_csv(path, dtype={"variant": str, "fingerprint": str})
+        except (ValueError, UnicodeDecodeError) as err:  # pandas' ParserError and EmptyDataError are ValueErrors
+            raise StudyError(f"{path} is not a study table ({' '.join(str(err).split())[:100]}): move it away (its "
+                             "runs are then trained again) or restore it") from None
+        missing = [c for c in ("variant", "seed", "fingerprint", *METRICS, "finished_utc") if c not in done.columns]
+        if missing:
+            raise StudyError(f"{path} is not a study table (no column {', '.join(missing)}): move it away (its runs "
+                             "are then trained again) or restore it")
+        needed = [c for c in done.columns if c != "reused_from" and not c.startswith("Dice ")]
+        numbers = done[[c for c in needed if c not in ("variant", "fingerprint", "finished_utc")]]
+        finite = numbers.apply(pd.to_numeric, errors="coerce").astype(float).map(lambda v: abs(v) < float("inf"))
+        bad = (done[needed].isna().any(axis=1) | ~finite.all(axis=1)
+               | ~done["finished_utc"].astype(str).str.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"))
+        if len(done) and not raw.endswith(b"\n"):
+            bad.iloc[-1] = True  # the file ends inside its last row
+        if not bad.any():
+            return done
+        with open(path.with_name(".runs.csv.repair"), "a+") as handle:  # one repair at a time (not the study's .lock)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            if path.read_bytes() != raw and attempt == 0:
+                continue  # changed meanwhile: read it again
+            damaged = done[bad]
+            old = path.with_name("superseded.csv")
+            kept = pd.read_csv(old) if old.is_file() else pd.DataFrame()
+            write_text(old, pd.concat([kept, damaged], ignore_index=True).to_csv(index=False))
+            done = done[~bad].reset_index(drop=True)
+            write_text(path, done.to_csv(index=False))
+        names = ", ".join(f"{v} seed {str(s).removesuffix('.0')}" for v, s in zip(damaged["variant"], damaged["seed"]))
+        print(f"{path}: {len(damaged)} damaged row(s) ({names}: a value missing, not finite or cut short) moved to "
+              "superseded.csv; their runs are trained again", flush=True)
+        return done
+    return done
 
 
 def _prepare_folder(out: Path, spec: StudySpec) -> None:

@@ -47,13 +47,14 @@ from ..metrics import headline, task_metric
 from ..model import build_model
 from .checkpoint import CHECKPOINT_FORMAT, load_model_state, save_checkpoint
 from .datasets import build_datasets, check_foreground
+from .folder_lock import FolderLock, lock_folder
 from .history import METRICS_COLUMNS, epoch_summary, write_metrics_csv
 from .optim import build_optimizer, build_scheduler
-from .run_folder import open_run_folder
+from .run_folder import DiskFullError, absolute_paths, no_space_message, open_run_folder, out_of_space
 from .runtime import distributed_info, get_rng_state, seed_everything, select_device, set_rng_state
 from .step import NonFiniteLossError, train_step
 
-__all__ = ["DATA_SCHEME", "Trainer", "train"]
+__all__ = ["DATA_SCHEME", "DiskFullError", "Trainer", "train"]
 
 #: How a training run's data randomness is seeded (stored in checkpoints; part of a study run's fingerprint).
 DATA_SCHEME = ("epoch e: order from torch.Generator(seed*100003+e); item i's flip and angle from "
@@ -105,7 +106,7 @@ class Trainer:
         log: Callable[[str], None] | None = None,
     ):
         cfg = get_profile(config) if isinstance(config, str) else config
-        cfg.validate()
+        cfg = absolute_paths(cfg.validate())
         out = out if out is not None else cfg.run.out
         self.out = Path(out).expanduser() if out is not None else None
         self.callbacks = list(callbacks)
@@ -120,6 +121,16 @@ class Trainer:
         self._log = log or (lambda msg: print(msg, flush=True))
         self.last_good_checkpoint: Path | None = None
         self._setup_processes(cfg)
+        self._lock: FolderLock | None = None
+        if self.out is not None and self.is_main:  # one writer per folder (torchrun: rank 0 writes for all)
+            self._lock = lock_folder(self.out, "m2s train", log=self._log)
+        try:
+            self._setup(cfg, model, train_set, val_set, resume, overwrite)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _setup(self, cfg: Config, model, train_set, val_set, resume: bool, overwrite: bool) -> None:
         ckpt = open_run_folder(self.out, cfg, resume=resume, overwrite=overwrite, is_main=self.is_main, log=self._log)
         if self.world_size > 1:
             dist.barrier()
@@ -134,6 +145,10 @@ class Trainer:
         elif self.out is not None and self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             cfg.to_yaml(self.out / "config.yaml")
+
+    def _release_lock(self) -> None:
+        if getattr(self, "_lock", None) is not None:
+            self._lock.release()
 
     # -- set-up -------------------------------------------------------------------------------------------------
     def _setup_processes(self, cfg: Config) -> None:
@@ -306,8 +321,16 @@ class Trainer:
         """Write the full training state atomically (rank 0 only; other ranks return the path)."""
         path = Path(path)
         if self.is_main:
-            save_checkpoint(self.state_dict(), path)  # atomic; creates the folder if needed
+            try:
+                save_checkpoint(self.state_dict(), path)  # atomic; creates the folder if needed
+            except (OSError, RuntimeError) as err:
+                if out_of_space(err):
+                    raise DiskFullError(no_space_message(path, self.out, self._checkpoint_mb())) from None
+                raise
         return path
+
+    def _checkpoint_mb(self) -> float:
+        return 2 * sum(p.numel() * p.element_size() for p in self.model.parameters()) / 2**20  # weights + momentum
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         load_model_state(self.model, ckpt["model"], f"checkpoint {self.out / 'last.pt'}")
@@ -350,10 +373,15 @@ class Trainer:
         if bool(bad.item()):
             where = (f"last good checkpoint: {self.last_good_checkpoint} (epoch {self.epoch})"
                      if self.last_good_checkpoint is not None else "no checkpoint was written yet")  # fmt: skip
+            again = ""
+            if self.out is not None:
+                again = (f"; `m2s train --out {self.out} --resume optim.grad_clip=1` "
+                         + ("continues from it with gradient clipping" if self.last_good_checkpoint is not None else
+                            "starts again with gradient clipping (a run with no checkpoint may also change optim.lr)"))
             raise NonFiniteLossError(
                 f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1} of {self.steps_per_epoch} "
                 f"(global step {self.global_step + 1}) on batch files {_names(batch)}; {where}. Lower optim.lr, set "
-                "optim.grad_clip, or check these images and masks"
+                f"optim.grad_clip, or check these images and masks{again}"
             )
 
     def _step(self, batch: dict, epoch: int, step: int) -> tuple[dict[str, torch.Tensor], int]:
@@ -455,7 +483,7 @@ class Trainer:
                 logits = logits.float()
                 if classes == 1:
                     preds = torch.sigmoid(logits)[:, 0].cpu().numpy()
-                    masks = batch["mask"].reshape(preds.shape).cpu().numpy() > 0.5
+                    masks = batch["mask"].reshape(preds.shape).cpu().numpy()  # metric.update binarises
                 else:
                     preds = logits.argmax(1).cpu().numpy()
                     masks = batch["mask"].long().reshape(preds.shape).cpu().numpy()
@@ -486,6 +514,8 @@ class Trainer:
                 f"LossNet weight {cfg.loss.lossnet_weight:g}, AMP {'on' if self.amp else 'off'}"
                 + (f" -> {self.out}" if self.out else "")
             )
+        if self._lock is not None and not self._lock.held:
+            self._lock.acquire()
         self._callbacks("on_train_begin")
         det_before = torch.are_deterministic_algorithms_enabled()
         if cfg.run.deterministic and self.device.type == "cpu":
@@ -533,6 +563,7 @@ class Trainer:
                     self.stop_training = bool(flag.item())
         finally:
             torch.use_deterministic_algorithms(det_before)
+            self._release_lock()
         self._callbacks("on_train_end")
         return pd.DataFrame(self.history, columns=list(METRICS_COLUMNS))
 
@@ -546,7 +577,8 @@ class Trainer:
         return False
 
     def close(self) -> None:
-        """Leave the process group if this trainer created it."""
+        """Give back the folder's lock; leave the process group if this trainer created it."""
+        self._release_lock()
         if self.world_size > 1 and dist.is_initialized():
             dist.destroy_process_group()
 

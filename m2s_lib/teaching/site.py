@@ -200,6 +200,9 @@ def _copy_notebook(executed: Path, dest: Path, run: Path, url: str) -> dict[str,
         (i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.startswith("# ")), None
     )
     title = executed.stem if title_at is None else nb.cells[title_at].source.splitlines()[0].lstrip("#").strip()
+    if title_at is not None:  # the heading is the page's title in every menu: text, never HTML that would run
+        _, _, rest = nb.cells[title_at].source.partition("\n")
+        nb.cells[title_at].source = f"# {html.escape(title, quote=False)}\n{rest}"
     nb.cells.insert(0 if title_at is None else title_at + 1, _source_cell(executed.name, run, url))
     dest.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, dest)
@@ -209,26 +212,57 @@ def _copy_notebook(executed: Path, dest: Path, run: Path, url: str) -> dict[str,
 # ---------------------------------------------------------------------------------------------------------------
 # Landing page
 # ---------------------------------------------------------------------------------------------------------------
+def _text(value: Any) -> str:
+    """``value`` as text in the Markdown of a page: HTML escaped (a ``<script>`` in a run's files is shown, never
+    run), ``|``, ``[`` and ``]`` backslash-escaped (they cannot break a table or a link); one line."""
+    return re.sub(r"([\\|\[\]])", r"\\\1", html.escape(" ".join(str(value).split()), quote=False))
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
+def _run_state(state_file: Path) -> dict[str, Any]:
+    """``reproduce.json`` (``{}`` when absent); a damaged one is a :class:`SiteError` naming it."""
+    if not state_file.is_file():
+        return {}
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise SiteError(f"{state_file} is not valid JSON ({err}): run `m2s reproduce` again, or delete it") from None
+    if not isinstance(state, dict) or not isinstance(state.get("notebooks", {}), dict):
+        raise SiteError(f"{state_file} is not a `make reproduce` report (a JSON object with 'notebooks'): delete it")
+    return state
+
+
 def _summary(run: Path, pages: Sequence[dict]) -> list[str]:
-    """The run's summary: notebook status table (reproduce.json) and the polyp table (REPORT.md or notebook 07)."""
+    """The run's summary: notebook status table (reproduce.json) and the polyp table (REPORT.md or notebook 07).
+    Every value read from the run's files is escaped (:func:`_text`)."""
     lines = ["## This run", ""]
-    state_file = run / "reproduce.json"
-    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    state = _run_state(run / "reproduce.json")
     if state:
-        lines += [f"Run `{run.name}`: profile `{state.get('profile')}`, started {state.get('started')}, "
-                  f"wall time {state.get('wall_s', 0) / 60:.1f} min (`make reproduce`).", ""]  # fmt: skip
+        wall = _number(state.get("wall_s")) or 0.0
+        lines += [f"Run `{run.name}`: profile `{_text(state.get('profile'))}`, started {_text(state.get('started'))}, "
+                  f"wall time {wall / 60:.1f} min (`make reproduce`).", ""]  # fmt: skip
     else:
         lines += [f"Run folder `{run.name}` (executed notebooks without a `make reproduce` report).", ""]
     lines += ["| notebook | status | time |", "|---|---|---|"]
     info = state.get("notebooks", {})
     for page in pages:
         entry = info.get(page["file"], {})
-        status = entry.get("status") or ("executed" if page["failed_cell"] is None else "**failed**")
+        entry = entry if isinstance(entry, dict) else {}
+        status = _text(entry["status"]) if entry.get("status") else (
+            "executed" if page["failed_cell"] is None else "**failed**")
         if page["failed_cell"] is not None:
-            status += f" (error in cell {page['failed_cell']}, shown in place)"
-        seconds = entry.get("seconds")
+            status += f" (error in cell {_text(page['failed_cell'])}, shown in place)"
+        seconds = _number(entry.get("seconds"))
         lines.append(
-            f"| [{page['title']}]({page['doc']}.ipynb) | {status} | {'' if seconds is None else f'{seconds:.0f} s'} |"
+            f"| [{_text(page['title'])}]({page['doc']}.ipynb) | {status} | "
+            f"{'' if seconds is None else f'{seconds:.0f} s'} |"
         )
     lines.append("")
     report = run / "REPORT.md"
@@ -254,20 +288,23 @@ def _gallery(run: Path, src: Path, pages: Sequence[dict]) -> list[str]:
             items = json.loads(index.read_text()) if index.is_file() else []
         except ValueError:
             items = []
-        for item in items:
-            files = [f for f in item.get("files", []) if f.lower().endswith((".png", ".jpg", ".jpeg", ".svg"))]
+        for item in items if isinstance(items, list) else []:
+            if not isinstance(item, dict) or not isinstance(item.get("files", []), list):
+                continue
+            files = [f for f in item.get("files", []) if isinstance(f, str) and _own_file(f)
+                     and f.lower().endswith((".png", ".jpg", ".jpeg", ".svg"))]  # fmt: skip
             if item.get("kind") != "figure" or not files or not (run / page["stem"] / files[0]).is_file():
                 continue
             target = src / "_gallery" / page["stem"] / files[0]
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(run / page["stem"] / files[0], target)
-            caption = (item.get("caption") or item.get("name", "")).replace("\n", " ")
+            caption = " ".join(str(item.get("caption") or item.get("name", "")).split())
             lines += [
                 f"```{{figure}} _gallery/{page['stem']}/{files[0]}",
                 ":figclass: m2s-gallery",
-                f":alt: {caption}",
+                f":alt: {caption}",  # an attribute: docutils escapes it
                 "",
-                f"[{page['stem'][:2]}]({page['doc']}.ipynb) · {caption}",
+                f"[{page['stem'][:2]}]({page['doc']}.ipynb) · {_text(caption)}",
                 "```",
                 "",
             ]
@@ -275,6 +312,11 @@ def _gallery(run: Path, src: Path, pages: Sequence[dict]) -> list[str]:
     if not count:
         lines += ["_The notebooks of this run saved no figures (run them with a `run_dir`)._", ""]
     return lines
+
+
+def _own_file(name: str) -> bool:
+    """A file name inside the notebook's output folder (no ``..``, no absolute path, nothing Markdown would read)."""
+    return bool(re.fullmatch(r"[\w.\- ]+(/[\w.\- ]+)*", name)) and ".." not in name.split("/")
 
 
 def _landing(run: Path, src: Path, pages: Sequence[dict], docs: Sequence[str], missing: Sequence[str]) -> str:
@@ -352,7 +394,12 @@ def _prepare_source(run: Path, src: Path, url: str) -> dict[str, Any]:
     pages = []
     for executed in discover_notebooks(run):
         doc = f"notebooks/{executed.stem}"
-        info = _copy_notebook(executed, src / f"{doc}.ipynb", run, url)
+        try:
+            info = _copy_notebook(executed, src / f"{doc}.ipynb", run, url)
+        except (ValueError, KeyError, AttributeError, TypeError, UnicodeDecodeError) as err:
+            reason = " ".join(str(err).split())[:120] or type(err).__name__
+            raise SiteError(f"{executed} is not a readable notebook ({reason}): execute it again, or move it out of "
+                            "the run folder") from None
         pages.append({"file": executed.name, "stem": executed.stem, "doc": doc, "html": f"{doc}.html", **info})
     have = {p["file"] for p in pages}
     missing = [p.name for p in discover_notebooks(NOTEBOOK_DIR) if p.name not in have]
@@ -421,25 +468,29 @@ def build_site(
         raise SiteError(f"--out {out_dir} would hold the run folder itself: pick a new folder")
     if out_dir.exists() and not (out_dir / MANIFEST).is_file() and not overwrite:
         raise SiteError(f"{out_dir} exists and is not a site built by m2s: choose another --out or pass --overwrite")
-    url = badges.repository_url()
-    # Everything is built beside the output (same file system: the finished site is moved into place in one step);
-    # MyST-NB's jupyter_execute/ lands in this folder too, so the run folder only gains the site.
-    work = out_dir.with_name(f".{out_dir.name}.build-{os.getpid()}")
-    shutil.rmtree(work, ignore_errors=True)
-    start = time.perf_counter()
-    try:
-        manifest = _prepare_source(run_dir, work / "src", url)
-        if manifest["mathjax"] == "cdn":
-            log(
-                "site: sphinx-mathjax-offline is not installed: equations need MathJax from its CDN (online only); "
-                "`pip install -e '.[site]'` bundles it"
-            )
-        manifest["warnings"] = _sphinx(work / "src", work / "html", work / "doctrees", quiet)
-        manifest["seconds"] = round(time.perf_counter() - start, 1)
-        write_text(work / "html" / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-        _replace(work / "html", out_dir)
-    finally:
+    from ..engine.folder_lock import lock_folder
+
+    # One `m2s site` per output folder; the lock file sits beside it (the folder itself is replaced in one step).
+    with lock_folder(out_dir, "m2s site", lock_path=out_dir.parent / f".{out_dir.name}.m2s.lock"):
+        url = badges.repository_url()
+        # Everything is built beside the output (same file system: the finished site is moved into place in one step);
+        # MyST-NB's jupyter_execute/ lands in this folder too, so the run folder only gains the site.
+        work = out_dir.with_name(f".{out_dir.name}.build-{os.getpid()}")
         shutil.rmtree(work, ignore_errors=True)
+        start = time.perf_counter()
+        try:
+            manifest = _prepare_source(run_dir, work / "src", url)
+            if manifest["mathjax"] == "cdn":
+                log(
+                    "site: sphinx-mathjax-offline is not installed: equations need MathJax from its CDN (online only); "
+                    "`pip install -e '.[site]'` bundles it"
+                )
+            manifest["warnings"] = _sphinx(work / "src", work / "html", work / "doctrees", quiet)
+            manifest["seconds"] = round(time.perf_counter() - start, 1)
+            write_text(work / "html" / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+            _replace(work / "html", out_dir)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     return out_dir, manifest
 
 
