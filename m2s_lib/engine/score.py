@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -308,8 +309,8 @@ def run_jobs(jobs: Sequence[MapJob], workers: int | None = None, progress: bool 
               mininterval=2.0) as bar:
         if n == 1:
             return [score_job(job, on_image=lambda: bar.update(1)) for job in jobs]
-        methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+        # fork on Linux (workers start at once); spawn elsewhere (fork is unsafe on macOS)
+        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i].items))  # largest first: balanced workers
         with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
             futures = {pool.submit(score_job, jobs[i]): i for i in order}
