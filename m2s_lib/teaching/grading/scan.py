@@ -10,7 +10,9 @@ its technique:
 * ``exec of a string``: ``exec``, ``eval``, ``compile``, ``runpy``, ``pickle``/``marshal`` loads;
 * ``reads files``: ``open``, ``Path.read_text``/``read_bytes``/``open``, ``__file__``, ``inspect``, ``nbformat``,
   ``glob``, directory listings, a notebook's or the masters' path in a string;
-* ``patching``: assigning to (or ``setattr`` on) an attribute of an imported module or class (``torch.testing
+* ``writes files``: ``np.savez``, ``torch.save``, ``Path.write_bytes``, removing or renaming files, the grader's
+  ``outputs/`` in a string (a later cell could otherwise rewrite what a test cell recorded);
+* ``patching``: the grader's environment (``os.environ``, ``M2S_…``); assigning to (or ``setattr`` on) an attribute of an imported module or class (``torch.testing
   .assert_close``, ``m2s_lib.teaching.*``, ``F.interpolate``), ``builtins``, ``sys.excepthook``/``displayhook``/
   ``settrace``/``setprofile``, IPython's shell (``get_ipython``, ``ast_transformers``, ``input_transformers``,
   ``events``, ``showtraceback``), ``ctypes``, ``gc``, frame and code objects;
@@ -35,8 +37,8 @@ from ..exercises.base import Exercise
 
 __all__ = ["Finding", "TECHNIQUES", "scan_notebook", "scan_source"]
 
-TECHNIQUES = ("reference", "dynamic import", "exec of a string", "reads files", "patching", "background process",
-              "fools comparisons")
+TECHNIQUES = ("reference", "dynamic import", "exec of a string", "reads files", "writes files", "patching",
+              "background process", "fools comparisons")
 # a result type that lies to comparisons: a subclass of a number or tensor, or a class defining these
 _PLAIN_BASES = {"int", "float", "complex", "Tensor", "ndarray", "bool"}
 _LYING_METHODS = {"__torch_function__", "__torch_dispatch__", "__eq__", "__ne__", "__sub__", "__rsub__", "__abs__",
@@ -84,18 +86,25 @@ _ATTRS = {
     "spawnvp": "background process", "execv": "background process", "execve": "background process",
     "execl": "background process", "execvp": "background process", "kill": "background process",
     "setsid": "background process", "daemon": "background process",
+    "write_text": "writes files", "write_bytes": "writes files", "savez": "writes files", "save": "writes files",
+    "savez_compressed": "writes files", "tofile": "writes files", "unlink": "writes files", "rename": "writes files",
+    "remove": "writes files", "rmtree": "writes files", "chmod": "writes files", "mkdir": "writes files",
+    "makedirs": "writes files", "symlink_to": "writes files", "symlink": "writes files",
+    "environ": "patching", "getenv": "patching", "putenv": "patching",
 }  # fmt: skip
 _STRINGS = {
     "get_ipython": "patching", "ast_transformers": "patching", "__builtins__": "patching", "excepthook": "patching",
     "__import__": "dynamic import", "importlib": "dynamic import", "sys.modules": "dynamic import",
     "subprocess": "background process", ".ipynb": "reads files", "BEGIN SOLUTION": "reads files",
     "notebooks/": "reads files", "source/": "reads files", "m2s_lib/": "reads files", ".py": "reads files",
+    "M2S_": "patching", "outputs/": "writes files", ".npz": "writes files",
 }  # fmt: skip
 
 
 # attribute names that are routes only on a module the notebook imported (``os.walk``; not ``model.modules()``)
 _ON_IMPORTS_ONLY = {"modules", "walk", "system", "kill", "glob", "daemon", "fork", "popen", "open", "listdir",
-                    "scandir", "iterdir", "rglob", "__dict__"}
+                    "scandir", "iterdir", "rglob", "__dict__", "save", "remove", "rename", "mkdir", "makedirs",
+                    "unlink", "chmod", "environ", "getenv", "putenv", "symlink"}
 
 
 @dataclass(frozen=True)

@@ -193,6 +193,9 @@ ROUTES = [
     ("import multiprocessing\nmultiprocessing.Process(target=print).start()", "background process"),
     ("import atexit\natexit.register(print)", "background process"),
     ("class Z(int):\n    pass", "fools comparisons"),
+    ("import numpy as np\nnp.savez('x.npz', out=1)", "writes files"),
+    ("import os\nd = os.environ['M2S_GRADING_DIR']", "patching"),
+    ("import pathlib\npathlib.Path('g/outputs/x.npz').write_bytes(b'')", "writes files"),
     ("class T:\n    def __eq__(self, other):\n        return True", "fools comparisons"),
 ]
 
@@ -244,3 +247,20 @@ def test_judge_refuses_pickles_and_survives_rewritten_inputs(tmp_path):
     assert by_id["su_forward_tests"].points == 0 and any("unreadable" in f for f in by_id["su_forward_tests"].flags)
     assert by_id["fusion_parts_tests"].points == 0
     assert by_id["su_param_count_tests"].status == "not reached" and by_id["su_param_count_tests"].points == 0
+
+
+def test_a_later_cell_rewriting_the_recorded_outputs_is_flagged():
+    """A cell after the test cell that overwrites the recorded outputs with the library's values: the reference
+    use alone comes after the test (not flagged by position), but writing the grader's files is."""
+    from m2s_lib.teaching.exercises import registry
+    from m2s_lib.teaching.grading import scan
+
+    rewrite = """
+import os, numpy as np
+folder = os.environ["M2S_GRADING_DIR"]
+np.savez(folder + "/outputs/su_forward_tests.npz", **{"0/out": SubtractionUnit(8)(a, b).detach().numpy()})
+"""
+    nb = es.submission("01", cells=[("su_forward_tests", rewrite)])
+    flags = scan.scan_notebook(nb, registry.exercises("01"), es.master("01"))
+    assert any(f.startswith("writes files") for f in flags["su_forward_tests"]), flags
+    assert any("M2S_" in f or "environ" in f for f in flags["su_forward_tests"])
