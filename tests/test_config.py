@@ -103,3 +103,16 @@ def test_diff_and_parse_overrides():
     assert parse_overrides(["run.out=a=b"]) == {"run.out": "a=b"}
     kw = get_profile("paper-polyp").model.build_kwargs(weights=False)
     assert kw["encoder_weights"] is None and "unit" not in kw  # the model's own default unit
+
+
+def test_yaml_files_are_read_by_one_reader_that_refuses_a_key_given_twice(tmp_path):
+    """Duplicate keys (a second `optim:` section) are refused naming the key; YAML merge keys still work."""
+    from m2s_lib.config import Config, ConfigError, load_config, read_yaml
+
+    f = tmp_path / "c.yaml"
+    f.write_text("base: &b {lr: 0.01}\noptim:\n  <<: *b\n  epochs: 3\n")
+    assert read_yaml(f)["optim"] == {"lr": 0.01, "epochs": 3}
+    f.write_text("optim:\n  lr: 0.01\noptim:\n  epochs: 3\n")
+    for read in (read_yaml, Config.from_yaml, load_config):
+        with pytest.raises(ConfigError, match=r"c\.yaml: the key 'optim' appears twice \(lines 1 and 3\)"):
+            read(f)
