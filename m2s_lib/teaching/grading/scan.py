@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -105,6 +106,9 @@ _STRINGS = {
 _ON_IMPORTS_ONLY = {"modules", "walk", "system", "kill", "glob", "daemon", "fork", "popen", "open", "listdir",
                     "scandir", "iterdir", "rglob", "__dict__", "save", "remove", "rename", "mkdir", "makedirs",
                     "unlink", "chmod", "environ", "getenv", "putenv", "symlink"}
+
+
+_SOLUTION = re.compile(r"###\s*BEGIN SOLUTION.*?###\s*END SOLUTION\n?", re.S)
 
 
 @dataclass(frozen=True)
@@ -338,6 +342,8 @@ def scan_notebook(notebook: Mapping[str, Any], exercises: Sequence[Exercise],
     master_set = {nbcheck.cell_source(c).strip() for c in (master or {}).get("cells", [])
                   if c.get("cell_type") == "code" and not _meta(c).get("solution")}  # fmt: skip
     by_solution = {sid: e for e in exercises for sid in e.solution_ids}
+    stubs = {_meta(c).get("grade_id"): _SOLUTION.sub("pass\n", nbcheck.cell_source(c))
+             for c in (master or {}).get("cells", []) if _meta(c).get("solution")}  # fmt: skip
     test_position = {_meta(c).get("grade_id"): i for i, c in enumerate(cells)}
     flags: dict[str, list[str]] = {e.grade_id: [] for e in exercises}
     everything = set().union(*(forbidden_names(e) for e in exercises)) if exercises else set()
@@ -346,7 +352,14 @@ def scan_notebook(notebook: Mapping[str, Any], exercises: Sequence[Exercise],
         grade_id = meta.get("grade_id")
         if grade_id in by_solution:
             exercise = by_solution[grade_id]
-            findings = scan_source(source, forbidden_names(exercise), imported)
+            given = Counter((f.technique, f.detail) for f in scan_source(
+                stubs.get(grade_id, ""), forbidden_names(exercise), imported))  # the code given around the region
+            findings = []
+            for f in scan_source(source, forbidden_names(exercise), imported):
+                if given[(f.technique, f.detail)] > 0:
+                    given[(f.technique, f.detail)] -= 1
+                else:
+                    findings.append(f)
             try:
                 findings += [Finding("reference", d) for d in exercise.scan_extra(ast.parse(python_source(source)),
                                                                                   source)]  # fmt: skip
