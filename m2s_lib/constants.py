@@ -59,10 +59,16 @@ def runs_path(*parts: str) -> Path:
 
 
 def shown_path(path: "str | os.PathLike") -> str:
-    """``path`` as shown to readers (notebooks, reports, the site): relative to the repository root when inside it,
-    so that no page carries the builder's absolute paths; other paths stay as they are."""
+    """``path`` as shown to readers (notebooks, reports, the site): an absolute path inside the repository becomes
+    relative to its root, so that no page carries the builder's absolute paths; relative paths (already relative
+    to the root) and paths elsewhere stay as they are."""
     path = Path(path).expanduser()
-    try:
-        return Path(path).resolve().relative_to(repo_root().resolve()).as_posix() or "."
-    except ValueError:
-        return str(path)
+    if not path.is_absolute():
+        return path.as_posix()
+    root = repo_root()
+    for candidate, base in ((Path(os.path.abspath(path)), root), (path.resolve(), root.resolve())):
+        try:
+            return candidate.relative_to(base).as_posix() or "."
+        except ValueError:
+            continue
+    return str(path)

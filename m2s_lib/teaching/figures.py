@@ -17,9 +17,11 @@ from matplotlib import colors as mcolors
 from ..atomic import atomic_path
 from ..constants import IMAGENET_MEAN, IMAGENET_STD
 from ..engine.predict import overlay as blend_overlay
+from ..metrics import binarize_mask
+from ..mmsm import NUM_LEVELS, ce_key, ms_key
 
-__all__ = ["REDUCE_MODES", "Figure", "denormalize", "feature_title", "figure_png", "overlay", "reduce_map",
-           "save_figure", "show_figure"]
+__all__ = ["REDUCE_MODES", "Figure", "denormalize", "feature_auc", "feature_title", "figure_png", "map_auc", "overlay",
+           "plot_feature_auc", "reduce_map", "save_figure", "show_figure"]
 
 REDUCE_MODES = ("mean", "max", "channel", "pca")
 
@@ -191,6 +193,65 @@ def reduce_map(tensor, mode: str = "mean", channel: int = 0, index: int = 0) -> 
                 proj = -proj
             out = proj.float().reshape(h, w)
     return out.numpy()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# How well a feature map localises the target (notebook 08)
+# ---------------------------------------------------------------------------------------------------------------
+def map_auc(score, target) -> float:
+    """ROC AUC of a score map against a binary mask of the same size: the chance that a random target pixel scores
+    higher than a random background pixel (the Mann-Whitney U statistic; ties count one half). 0.5: no information,
+    1: a perfect detector, 0: a perfect detector of the background. NaN when the mask is empty or full."""
+    from scipy.stats import rankdata
+
+    positive = binarize_mask(np.asarray(target)).ravel()
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(np.asarray(score, dtype=np.float64).ravel())
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def feature_auc(features, masks: torch.Tensor, reduce: str = "mean") -> dict[str, float]:
+    """``{MS_n^i or CE^i: mean AUC}``: every map of ``features`` (``forward_features``), reduced over its channels
+    (:func:`reduce_map`), upsampled to the masks' size and scored as a polyp detector (:func:`map_auc`), averaged
+    over the images (N×1×H×W ``masks``) whose mask is not empty."""
+    names = [ms_key(n, i) for i in range(1, NUM_LEVELS + 1) for n in range(1, NUM_LEVELS + 2 - i)]
+    names += [ce_key(i) for i in range(1, NUM_LEVELS + 1)]
+    scores = {}
+    for name in (n for n in names if n in features):
+        values = []
+        for k in range(len(masks)):
+            if masks[k].sum() == 0:
+                continue
+            reduced = torch.from_numpy(reduce_map(features[name], reduce, index=k))[None, None]
+            up = torch.nn.functional.interpolate(reduced, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+            values.append(map_auc(up[0, 0].numpy(), masks[k, 0].numpy()))
+        scores[name] = float(np.nanmean(values)) if values else float("nan")
+    return scores
+
+
+def plot_feature_auc(scores, title: str = "AUC of each map as a polyp detector") -> Figure:
+    """:func:`feature_auc`'s scores as Fig. 8's grid: one row per level i, one column per order n, then CE^i."""
+    grid = np.full((NUM_LEVELS, NUM_LEVELS + 1), np.nan)
+    for name, value in scores.items():
+        if name.startswith("CE^"):
+            grid[int(name[3:]) - 1, NUM_LEVELS] = value
+        else:
+            n, i = (int(v) for v in name[3:].split("^"))
+            grid[i - 1, n - 1] = value
+    fig = Figure(figsize=(7.2, 4.6))
+    ax = fig.subplots()
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap="coolwarm", vmin=0, vmax=1)
+    for (r, c), value in np.ndenumerate(grid):
+        if np.isfinite(value):
+            ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=9)
+    ax.set_xticks(range(NUM_LEVELS + 1), [f"n = {n}" for n in range(1, NUM_LEVELS + 1)] + ["CE"])
+    ax.set_yticks(range(NUM_LEVELS), [f"level {i}" for i in range(1, NUM_LEVELS + 1)])
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="AUC (0.5: no information)")
+    fig.tight_layout()
+    return fig
 
 
 def _finite_limits(arrays: Iterable[np.ndarray]) -> tuple[float, float]:

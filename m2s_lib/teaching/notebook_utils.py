@@ -161,7 +161,7 @@ class NotebookOutputs:
         self._index: list[dict[str, str]] = []
 
     def __repr__(self) -> str:
-        where = str(self.folder) if self.folder is not None else "not saved (run_dir=None)"
+        where = shown_path(self.folder) if self.folder is not None else "not saved (run_dir=None)"
         return f"NotebookOutputs({self.notebook!r}: {where})"
 
     def _record(self, kind: str, name: str, files: list[Path], caption: str | None) -> None:
@@ -343,9 +343,9 @@ def load_or_train(checkpoint_path: str | os.PathLike | None, *, data_root: str |
     ckpt = resolve_path(checkpoint_path)
     if ckpt is not None and ckpt.is_file():
         model, cfg = load_model(ckpt, device=device)
-        return ReadyModel(model.to(device).eval(), cfg, f"checkpoint {ckpt}")
+        return ReadyModel(model.to(device).eval(), cfg, f"checkpoint {shown_path(ckpt)}")
     profile, _ = resolve_profile(profile, device)
-    where = "checkpoint_path is None" if ckpt is None else f"nothing at {ckpt}"
+    where = "checkpoint_path is None" if ckpt is None else f"nothing at {shown_path(ckpt)}"
     print(f"No checkpoint ({where}): training a short model here instead, with the library's Trainer "
           f"({profile!r} profile, {epochs} epoch(s) of at most {steps_per_epoch or 'all'} steps).")
     settings = {"data.root": str(data_root), "optim.epochs": epochs, "run.max_steps_per_epoch": steps_per_epoch,
@@ -358,7 +358,8 @@ def load_or_train(checkpoint_path: str | os.PathLike | None, *, data_root: str |
     trainer = Trainer(cfg, train_dir, overwrite=True)
     history = trainer.fit()
     if train_dir is not None:
-        print(f"checkpoints in {train_dir}: pass checkpoint_path='{train_dir / 'best.pt'}' to reuse this model")
+        print(f"checkpoints in {shown_path(train_dir)}: pass checkpoint_path='{shown_path(train_dir / 'best.pt')}' "
+              "to reuse this model")
     origin = f"trained here: {profile!r} profile, {trainer.epoch} epoch(s) of {trainer.steps_per_epoch} steps"
     return ReadyModel(trainer.model.to(device).eval(), cfg, origin, history)
 

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text
-from ..constants import repo_root, runs_path
+from ..constants import repo_root, runs_path, shown_path
 from . import nbcheck
 from .report import TARGET_DICE, clock, environment, load_average, write_report
 
@@ -152,21 +152,23 @@ def resolve_data(profile: str, data_root: str | None, data_dir: str | os.PathLik
 
 
 def build_context(profile: str, run_dir: Path, data_root: Path, data_info: Mapping[str, Any], device: str) -> dict:
-    """The values :class:`Ref` entries point at, derived from the profile and the run."""
+    """The values :class:`Ref` entries point at, derived from the profile and the run. Folders inside the repository
+    are passed relative to its root (the notebooks resolve them there), so no executed notebook, report or site page
+    carries the builder's absolute paths."""
     from ..config import get_profile
 
     cfg = get_profile(profile)
     return {
         "profile": profile,
-        "run_dir": str(run_dir),
+        "run_dir": shown_path(run_dir),
         "device": device,
-        "data_root": str(data_root),
+        "data_root": shown_path(data_root),
         **{k: data_info[k] for k in SYNTHETIC_KEYS},
         "image_size": cfg.data.size,
         "encoder_name": cfg.model.encoder_name,
         "encoder_weights": cfg.model.encoder_weights,
         "lossnet_weights": cfg.loss.lossnet_weights,
-        "checkpoint": str(run_dir / "06_training" / "best.pt"),
+        "checkpoint": shown_path(Path(run_dir) / "06_training" / "best.pt"),
     }
 
 

@@ -64,15 +64,6 @@ def display_mode(mode: str = "auto") -> str:
     return mode
 
 
-def _in_kernel() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
 def _item_parts(item: Any) -> tuple[torch.Tensor, Any, str | None]:
     """``(image, mask or None, name or None)`` from a dataset item: a dict (``image``, ``mask``, ``name``) or a
     tuple ``(image, mask, ...)``."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -203,6 +204,39 @@ def test_course_site_has_every_notebook(course_site):
         assert text.count('src="../_images/') >= page["figures"], page["file"]
     assert sum(p["figures"] for p in manifest["pages"]) > 0
     assert all((site / d).is_file() for d in manifest["docs"]) and manifest["docs"]
+
+
+def _absolute_paths(site: Path) -> list[str]:
+    """``page: ...context...`` for every occurrence of the builder's repository path in a page of ``site``."""
+    roots = {str(ROOT), str(ROOT.resolve())}
+    found = []
+    for page in sorted(site.rglob("*.html")):
+        text = page.read_text(encoding="utf-8", errors="replace")
+        for root in roots:
+            found += [f"{page.relative_to(site)}: ...{text[max(0, at - 60) : at + 80]!r}..."
+                      for at in (m.start() for m in re.finditer(re.escape(root), text))][:3]  # fmt: skip
+    return found
+
+
+def test_site_pages_show_repository_relative_paths(tmp_path):
+    """A notebook that printed paths inside the repository (a run folder, a checkpoint) shows them relative to the
+    repository root on the site; the builder's absolute path appears on no page."""
+    run = _fake_run(tmp_path / "run")
+    nb = nbformat.read(run / "00_first.ipynb", as_version=4)
+    printed = f"checkpoints in {ROOT / 'runs' / 'x'}: pass checkpoint_path='{ROOT / 'runs' / 'x' / 'best.pt'}'\n"
+    next(c for c in nb.cells if c.cell_type == "code" and c.outputs).outputs.append(
+        nbformat.v4.new_output("stream", name="stdout", text=printed))
+    nbformat.write(nb, run / "00_first.ipynb")
+    site, _ = build_site(run)
+    assert not _absolute_paths(site), _absolute_paths(site)
+    page = (site / "notebooks" / "00_first.html").read_text()
+    assert "checkpoints in runs/x: pass checkpoint_path=" in page and "runs/x/best.pt" in page
+
+
+def test_course_site_shows_no_absolute_build_path(course_site):
+    site, _ = course_site
+    found = _absolute_paths(site)
+    assert not found, f"{len(found)} absolute path(s) on the site:\n" + "\n".join(found[:20])
 
 
 def test_course_site_in_headless_chromium(course_site):

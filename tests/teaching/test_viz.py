@@ -287,3 +287,34 @@ def test_on_synthetic_polyps(model, tmp_path):
     fig = viz.plot_feature_pyramid(feats, image, mask)
     assert len(image_axes(fig)) == 22
     assert_finite_images(fig)
+
+
+def test_map_auc_is_the_rank_statistic():
+    from m2s_lib.teaching.figures import map_auc
+
+    mask = np.zeros((8, 8), bool)
+    mask[2:5, 2:5] = True
+    assert map_auc(mask.astype(float), mask) == 1.0 and map_auc(-mask.astype(float), mask) == 0.0
+    assert map_auc(np.zeros((8, 8)), mask) == 0.5  # all ties: no information
+    assert np.isnan(map_auc(np.zeros((8, 8)), np.zeros((8, 8))))
+    rng = np.random.default_rng(0)
+    score = rng.random((8, 8))
+    pos, neg = score[mask], score[~mask]
+    pairs = (pos[:, None] > neg[None, :]).mean()  # the definition: P(score of a polyp pixel > a background one)
+    assert map_auc(score, mask.astype(np.uint8) * 255) == pytest.approx(pairs)
+
+
+def test_feature_auc_grid(model):
+    from m2s_lib.teaching.figures import feature_auc, plot_feature_auc
+
+    images = torch.rand(2, 3, SIZE, SIZE)
+    masks = torch.zeros(2, 1, SIZE, SIZE)
+    masks[:, :, SIZE // 4 : SIZE // 2, SIZE // 4 : SIZE // 2] = 1
+    with torch.no_grad():
+        features = model.eval().forward_features(images)
+    scores = feature_auc(features, masks)
+    assert "MS_1^1" in scores and "CE^1" in scores and all(0 <= v <= 1 for v in scores.values())
+    assert len(scores) == sum(1 for k in features if k.startswith(("MS_", "CE^")))
+    fig = plot_feature_auc(scores, "t")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert len(texts) == len(scores) and f"{scores['CE^1']:.2f}" in texts
