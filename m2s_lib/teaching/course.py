@@ -432,9 +432,10 @@ def _grade_locked(root: Path, state: Mapping[str, Any], folder: Path, out_dir: P
                                    previous[(s.sid, s.assignment)]) for s in todo]  # fmt: skip
             for done in _progress(as_completed(futures), len(futures)):
                 _record(root, state, folder, done.result(), result, api, settings)
-                results.write_grades(result.grades_csv, [r for r in result.rows if not r.get("_skipped")])
-                results.write_problems(result.problems_csv, {(r["student"], r["assignment"]) for r in result.rows},
-                                       result.problems)  # fmt: skip
+                results.write_grades(result.grades_csv, [{k: v for k, v in r.items() if k != "_skipped"}
+                                                         for r in result.rows])  # fmt: skip
+                results.write_problems(result.problems_csv, {(r["student"], r["assignment"]) for r in result.rows
+                                                             if not r.get("_skipped")}, result.problems)  # fmt: skip
     finally:
         import shutil
 
@@ -472,9 +473,9 @@ def _record(root: Path, state: Mapping[str, Any], folder: Path, outcome: Any, re
 
     sub = outcome.submission
     key = (sub.student, sub.assignment)
-    if outcome.skipped:
+    if outcome.skipped:  # unchanged: its row again, with the teacher's hand-graded scores as they are now
         result.skipped.append(key)
-        result.rows.append({"student": sub.student, "assignment": sub.assignment, "_skipped": True})
+        result.rows.append(_skipped_row(root, state, sub))
         return
     info = state["assignments"][sub.assignment]
     problems = list(outcome.problems)
@@ -499,12 +500,30 @@ def _record(root: Path, state: Mapping[str, Any], folder: Path, outcome: Any, re
         results.save_verdict(root, sub.sid, sub.assignment, outcome.verdict or {"assignment": sub.assignment,
                              "exercises": [], "flags": [], "points": 0.0, "graded": False},
                              {"student": sub.student, "seconds": outcome.seconds, "sandboxed": outcome.sandboxed,
+                              "graded_at": row["graded_at"],
                               "digest": outcome.digest if outcome.verdict is not None else "",
                               "problems": problems})  # fmt: skip
     finally:
         runner.remove_scratch(outcome)
     result.feedback[key] = feedback
     result.rows.append(row)
+
+
+def _skipped_row(root: Path, state: Mapping[str, Any], sub: Any) -> dict[str, Any]:
+    from .grading import results
+
+    info = state["assignments"][sub.assignment]
+    saved = json.loads(results.verdict_path(root, sub.sid, sub.assignment).read_text(encoding="utf-8"))
+    graded = nbcheck.load_notebook(root / "release" / sub.assignment / f"{sub.assignment}.ipynb")
+    manual = results.manual_scores(root, COURSE_ID, sub.sid, sub.assignment)
+    row = {"student": sub.student, "assignment": sub.assignment, "auto": float(saved.get("points", 0.0)),
+           "auto_max": info["autograded_points"], "manual": float(sum(v for v in manual.values() if v is not None)),
+           "manual_max": info["manual_points"], "max_score": info["autograded_points"] + info["manual_points"],
+           "seconds": saved.get("seconds", ""), "sandboxed": "yes" if saved.get("sandboxed") else "no",
+           "graded_at": saved.get("graded_at", ""), "_skipped": True}  # fmt: skip
+    row["score"] = row["auto"] + row["manual"]
+    row.update(results.exercise_columns(sub.assignment, saved, graded, manual))
+    return row
 
 
 def _record_graded(root: Path, state: Mapping[str, Any], folder: Path, outcome: Any, problems: Sequence[str],
@@ -523,8 +542,9 @@ def _record_graded(root: Path, state: Mapping[str, Any], folder: Path, outcome: 
     executed = nbcheck.load_notebook(outcome.executed) if outcome.executed else dict(outcome.notebook)
     write_text(autograded / name, json.dumps(results.annotate(executed, verdict, problems), indent=1,
                                              ensure_ascii=False) + "\n")  # fmt: skip
-    if stamp.is_file() and not stamp.is_symlink():
-        copy_file(stamp, autograded / "timestamp.txt")
+    for extra in (stamp, sub.folder / "submission_secret.txt"):  # nbgrader's exchange files, for release_feedback
+        if extra.is_file() and not extra.is_symlink():
+            copy_file(extra, autograded / extra.name)
     scores = {e["grade_id"]: e["points"] for e in verdict["exercises"]}
     results.record_gradebook(root, COURSE_ID, sub.sid, sub.student, sub.assignment, scores)
     manual = results.manual_scores(root, COURSE_ID, sub.sid, sub.assignment)

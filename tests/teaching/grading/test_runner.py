@@ -97,15 +97,17 @@ def _cell(kind: str, source: str, grade_id: str | None = None, **meta) -> dict:
     return cell
 
 
-def make_course(root: Path) -> Path:
-    """A released one-assignment course, as `m2s course release` would leave it."""
+def make_course(root: Path, framework: bool = True) -> Path:
+    """A released one-assignment course, as `m2s course release` would leave it (``framework=False``: the first
+    test cell is a plain assert too, for grading with the real judge, which does not know 01_tiny)."""
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                            "language": "python"}})  # fmt: skip
     params = _cell("code", PARAMETERS, "parameters", locked=True)
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, _cell("code", GIVEN, "given", locked=True),
                 _cell("code", SOLUTION, "plus_one", solution=True),
-                _cell("code", TEST, "plus_one_tests", grade=True, locked=True, points=3),
+                _cell("code", TEST if framework else "assert plus_one(1) == 2", "plus_one_tests", grade=True,
+                      locked=True, points=3),
                 _cell("code", PLAIN_SOLUTION, "double", solution=True),
                 _cell("code", PLAIN_TEST, "plain_tests", grade=True, locked=True, points=1),
                 _cell("markdown", "Why?", "q_why_prompt", locked=True),
