@@ -191,7 +191,7 @@ def _paired_panel(ax, paired: pd.DataFrame, metric: str) -> None:
         labels.append(f"{r.dataset}: {r.method} − {r.baseline}")
     ax.axvline(0, color="black", lw=0.8)
     ax.set(yticks=range(len(labels)), xlabel=f"paired Δ {metric} per image, mean and 95 % t interval",
-           title="Paired differences (green: higher, red: lower, grey: not resolved)")
+           title="Paired differences\n(green: higher, red: lower, grey: not resolved)")
     ax.set_yticklabels(labels, fontsize=7)
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
@@ -205,7 +205,7 @@ def _scatter_panel(ax, result, metric: str) -> None:
         ax.scatter(merged[f"{metric}_b"], merged[f"{metric}_a"], s=12, alpha=0.7, label=d)
     ax.plot([0, 1], [0, 1], color="gray", lw=1, ls="--")
     ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel=f"{b}: {metric} per image", ylabel=f"{a}: {metric} per image",
-           title=f"Per image: {a} against {b} (above the line: {a} better)")
+           title=f"Per image: {a} against {b}\n(above the line: {a} better)")
     ax.legend(fontsize=7, loc="lower right")
 
 
