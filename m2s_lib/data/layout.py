@@ -65,6 +65,7 @@ __all__ = [
     "find_test_sets",
     "holds_pairs",
     "how_to_get",
+    "image_pixels",
     "list_images",
     "load_image",
     "load_mask",
@@ -187,6 +188,26 @@ def _open(path: Path) -> Image.Image:
     if _orientation(img) in range(2, 9):
         img = ImageOps.exif_transpose(img)
     return img
+
+
+def image_pixels(path: Path | str) -> int:
+    """Width x height of an image file from its header (nothing decoded); ``DatasetError`` when unreadable or over
+    ``MAX_IMAGE_PIXELS``."""
+    path = Path(path)
+    if _is_dangling(path):
+        raise DatasetError(_dangling_problem(path))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                width, height = img.size
+    except Image.DecompressionBombError as err:
+        raise _too_large(path, "too many") from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DatasetError(f"cannot read {path}: {err}. Replace or delete this file.") from err
+    if width * height > MAX_IMAGE_PIXELS:
+        raise _too_large(path, f"{width} x {height} = {width * height:,}")
+    return width * height
 
 
 def _orientation(img: Image.Image) -> int:

@@ -22,7 +22,7 @@ from PIL import Image
 
 from ..atomic import write_text
 from ..data.folders import SegmentationFolder
-from ..data.layout import find_test_sets, load_mask
+from ..data.layout import DatasetError, find_test_sets, image_pixels, load_mask
 from ..metrics import (
     BUSI_COLUMNS,
     COVID_COLUMNS,
@@ -38,7 +38,9 @@ from .predict import labels_to_png, predict_dataset
 from .run_folder import prepare_output_dir
 
 __all__ = [
+    "EVAL_MAX_PIXELS",
     "RESULT_COLUMNS",
+    "check_scorable",
     "evaluate_checkpoint",
     "evaluate_folder",
     "evaluate_sets",
@@ -46,6 +48,10 @@ __all__ = [
     "write_tables",
 ]
 
+# The largest test image scored, in pixels: the measures at the image's original size take about 80 bytes per pixel
+# besides the ~1.1 GB of the loaded libraries, so larger images would take one evaluation past about 2 GB. The real
+# test sets' largest frames are 1920 x 1072 (2.1 Mpx).
+EVAL_MAX_PIXELS = 8_000_000
 EVALUATE_OUTPUTS = ("results.csv", "results.md", "per_image")  # besides one prediction folder per test set
 
 # results.csv columns per task (after ``dataset, n`` and before ``protocol``).
@@ -78,7 +84,7 @@ def evaluate_folder(
     """
     classes = classes or getattr(model, "classes", 1)
     ds = SegmentationFolder(folder, size=size, train=False, classes=classes, class_values=class_values, names=names)
-    ds.check_labels()  # masks of the model's kind (binary or label images), before any prediction
+    check_scorable(ds)
     metric = task_metric(task, classes, protocol, measures=measures)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
@@ -95,6 +101,19 @@ def evaluate_folder(
             if out is not None:
                 Image.fromarray(pred8).save(out / f"{name}.png")
     return metric.results(), metric.per_image()
+
+
+def check_scorable(ds: SegmentationFolder) -> None:
+    """Refuse (``DatasetError``) a test set whose masks are not of the model's kind (binary or label images,
+    :meth:`SegmentationFolder.check_labels`) or holding an image over ``EVAL_MAX_PIXELS`` (read from the headers)."""
+    for path in ds.image_paths:  # headers only: before any mask is decoded
+        pixels = image_pixels(path)
+        if pixels > EVAL_MAX_PIXELS:
+            raise DatasetError(
+                f"test image {path} has {pixels:,} pixels, more than the {EVAL_MAX_PIXELS:,} scored per image (the "
+                "measures at the original size would need more than about 2 GB of memory): downscale it and its mask "
+                "(e.g. to at most 2000 pixels a side), or predict it with `m2s predict`")
+    ds.check_labels()
 
 
 def evaluate_sets(
@@ -190,8 +209,8 @@ def evaluate_checkpoint(
         if missing:
             raise ValueError(f"test sets {missing} are not under {root}: found {sorted(found)}")
         found = {s: found[s] for s in wanted}
-    for folder in found.values():  # the masks are of the checkpoint's kind, checked before anything is written
-        SegmentationFolder(folder, classes=cfg.model.classes, class_values=cfg.data.class_values).check_labels()
+    for folder in found.values():  # checked before anything is written
+        check_scorable(SegmentationFolder(folder, classes=cfg.model.classes, class_values=cfg.data.class_values))
     prepare_output_dir(out, "evaluate", [*EVALUATE_OUTPUTS, *found], overwrite)
     results = evaluate_sets(
         net, found, task=task, protocol=protocol or cfg.run.eval_protocol, size=size,

@@ -209,6 +209,36 @@ def test_predicting_one_10000_pixel_png_stays_under_2_gb(ckpt, tmp_path):
         assert m.size == (10000, 10000)
 
 
+def _big_test_set(root: Path, side: int) -> Path:
+    big_png(root / "TestDataset" / "Big" / "images" / "a.png", side, side)
+    big_png(root / "TestDataset" / "Big" / "masks" / "a.png", side, side, rgb=False)
+    return root
+
+
+def test_evaluating_a_10000_pixel_test_image_is_refused_under_2_gb(ckpt, tmp_path):
+    data = _big_test_set(tmp_path / "data", 10000)
+    res = run_measured(["-m", "m2s_lib.cli", "evaluate", "--checkpoint", str(ckpt), "--data-root", str(data),
+                        "--out", str(tmp_path / "ev"), "--no-progress"], cwd=tmp_path)  # fmt: skip
+    print(f"peak RSS evaluating a 10000x10000 test image: {res['peak'] / GB:.2f} GB")
+    assert not res["killed"] and res["peak"] < LIMIT, res["peak"] / GB  # was killed at 2.5 GB
+    assert res["rc"] == 1, res["err"]
+    line = one_error_line(res["err"], "evaluate")
+    assert "a.png" in line and "pixels" in line, line
+    assert not (tmp_path / "ev").exists()
+
+
+def test_evaluating_a_test_image_just_under_the_limit_stays_under_2_gb(ckpt, tmp_path):
+    from m2s_lib.engine.evaluate import EVAL_MAX_PIXELS
+
+    side = int(EVAL_MAX_PIXELS**0.5) - 1
+    data = _big_test_set(tmp_path / "data", side)
+    res = run_measured(["-m", "m2s_lib.cli", "evaluate", "--checkpoint", str(ckpt), "--data-root", str(data),
+                        "--out", str(tmp_path / "ev"), "--no-progress"], cwd=tmp_path)  # fmt: skip
+    print(f"peak RSS evaluating a {side}x{side} test image: {res['peak'] / GB:.2f} GB")
+    assert not res["killed"] and res["rc"] == 0, res["err"]
+    assert res["peak"] < LIMIT, res["peak"] / GB
+
+
 def test_large_prediction_matches_the_one_shot_upsampling():
     from m2s_lib.engine.predict import upsampled_rows
 
