@@ -101,8 +101,10 @@ class Encode(Exercise):
 
     def judge(self, case: Case, outputs: Mapping[str, torch.Tensor]) -> list[CheckResult]:
         net, x = self._model(case), case["x"]
-        with torch.no_grad():
-            library = net.forward_features(x)
+        with torch.no_grad():  # forward_features' first two steps (its MMSM and decoder are not needed here)
+            library = net.encode(x)
+            library.update({f"MS_1^{i}": net.reduce[f"E{i}"](library[f"E{i}"]) if f"E{i}" in net.reduce else
+                            library[f"E{i}"] for i in range(1, 6)})  # fmt: skip
             raw = net.encoder(x)
         levels, reduced = None, None
         for i in range(1, 6):

@@ -36,9 +36,9 @@ GRADING_PARAMETERS: dict[str, dict[str, Any]] = {
     # 04: a ResNet-18-D at 64 px for the tables and the cost comparison (the exercises build their own networks)
     "04_m2snet": {"encoder_name": "resnet18d", "image_size": 64, "latency_repeats": 1},
     "05_lossnet": {"lossnet_weights": None, "lossnet_input_size": 64, "image_size": 96, "shifts": [0, 4, 16]},
-    # 06: the step check (2 steps) and a 3-step hand-written loop; the Trainer runs one step of one epoch
+    # 06: the step check (one step) and a 2-step hand-written loop; the Trainer runs one step of one epoch
     "06_training": {"profile": "tiny", **_SMALL_DATA, "epochs": 1, "image_size": 64, "steps_per_epoch": 1,
-                    "check_steps": 2, "hand_steps": 3, "pause_after_epoch": None},
+                    "check_steps": 1, "hand_steps": 2, "pause_after_epoch": None},
     # 07: no checkpoint (a one-step model is trained on the tiny set), 4 test images per set
     "07_evaluation": {"checkpoint_path": None, **_SMALL_DATA, "image_size": 64, "train_epochs": 1,
                       "train_steps_per_epoch": 1, "grid_per_set": 1, "worst_n": 3},
