@@ -1,6 +1,6 @@
 """The package's architecture, read from its source with ``ast`` (nothing is imported or run):
 
-* the layers, bottom to top, and no import pointing up: foundation (``constants``, ``atomic``) < the paper
+* the layers, bottom to top, and no import pointing up: foundation (``constants``, ``atomic``, ``progress``) < the paper
   (``subtraction``, ``mmsm``, ``model``, ``losses``, ``metrics``, ``backbones``, ``profiling``) < ``data`` <
   the settings (``profiles``, ``config``) < ``engine`` < ``teaching`` < ``cli``;
 * no import cycle among ``m2s_lib`` modules, counting imports inside functions;
@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "m2s_lib"
 
 # The layers, bottom first. A module belongs to the first layer with a matching name or prefix (``x.*``).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("m2s_lib", "m2s_lib.constants", "m2s_lib.atomic")),
+    ("foundation", ("m2s_lib", "m2s_lib.constants", "m2s_lib.atomic", "m2s_lib.progress")),
     ("paper", ("m2s_lib.subtraction", "m2s_lib.mmsm", "m2s_lib.model", "m2s_lib.losses", "m2s_lib.metrics",
                "m2s_lib.backbones", "m2s_lib.profiling")),
     ("data", ("m2s_lib.data", "m2s_lib.data.*")),

@@ -62,7 +62,7 @@ def _refuse_unsafe(archive: Path, names: list[str]) -> None:
 
 
 def _extract(archive: Path, kind: str, dest: Path, progress: bool) -> None:
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar as tqdm
 
     if kind == "zip":
         with zipfile.ZipFile(archive) as zf:

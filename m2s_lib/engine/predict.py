@@ -79,7 +79,7 @@ def predict_dataset(
     model: nn.Module, dataset, batch_size: int = 8, num_workers: int = 0, progress: bool = True, desc: str = "predict"
 ) -> Iterator[tuple[int, str, np.ndarray]]:
     """``(index, name, probability map at original size)`` for every item of a ``SegmentationFolder``."""
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar as tqdm
 
     was_training = model.training
     model.eval()
@@ -207,9 +207,8 @@ def predict_files(
     ``error``) and ``df.attrs["skipped"]``. ``out`` follows :func:`~m2s_lib.engine.run_folder.prepare_output_dir`:
     ``overwrite=True`` (the library default) replaces an earlier prediction's files, ``False`` refuses them.
     """
-    from tqdm.auto import tqdm
-
     from ..data.layout import DatasetError
+    from ..progress import progress_bar as tqdm
     from .run_folder import prepare_output_dir
 
     if not 0.0 < threshold < 1.0:

@@ -301,7 +301,7 @@ def _workers(jobs: Sequence[MapJob], requested: int | None) -> int:
 
 def run_jobs(jobs: Sequence[MapJob], workers: int | None = None, progress: bool = True) -> list[tuple]:
     """:func:`score_job` of every job, in ``workers`` processes (default: one per core), with a progress bar."""
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar as tqdm
 
     n = _workers(jobs, workers)
     out: list = [None] * len(jobs)

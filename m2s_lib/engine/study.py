@@ -113,7 +113,7 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison("all-ones weights beat Gaussian weights", "Table 11", "m2snet", "gaussian"),
 )
 
-# The default CPU study: what `make ablations` runs on two cores within an hour (docs/ablations.md explains why).
+# The default CPU study: what `make ablations` runs on two cores (docs/ablations.md explains why and gives its wall time).
 CPU_OVERRIDES: dict[str, Any] = {
     "data.size": 96,
     "data.train_sizes": [64, 72, 80, 88, 96],  # m2s_lib.data.train_sizes_for(96)
@@ -317,7 +317,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, device: str | None = N
     (:func:`adopt_runs`). Each finished run is appended to ``runs.csv`` at once (atomic rewrite), so an
     interruption loses at most the runs in progress.
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar as tqdm
 
     spec.check()
     out = Path(out)

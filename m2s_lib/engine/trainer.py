@@ -15,7 +15,7 @@ Machinery
     ``overwrite=True`` (:mod:`m2s_lib.engine.run_folder`); a non-finite loss stops with the step, the batch's files
     and the last good checkpoint; ``metrics.csv`` gets one row per epoch (:mod:`m2s_lib.engine.history`);
     validation scores with the task's metric (:func:`m2s_lib.metrics.task_metric`, as ``m2s evaluate`` does);
-    ``tqdm.auto`` progress plus one plain summary line per epoch; callbacks.
+    a progress bar (``m2s_lib.progress``) plus one plain summary line per epoch; callbacks.
 
 Several GPUs
     ``torchrun --nproc_per_node N -m m2s_lib.cli train ...``: each process finds ``RANK`` / ``WORLD_SIZE`` /
@@ -399,7 +399,7 @@ class Trainer:
         return parts, images.shape[0]
 
     def _progress_bar(self, epoch: int):
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar as tqdm
 
         cfg = self.config
         return tqdm(

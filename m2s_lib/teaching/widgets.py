@@ -7,19 +7,12 @@ or the prediction) driven by controls for the image, level i, order n (or ``CE``
 sum of the scale terms, or one term ``|F_k(up A) − F_k(B)|``), channel reduction, channel index, colour map and
 Grad-CAM layer.
 
-Headless rule (``frontend_attached``): widgets need a live front-end to be of any use. The explorer falls back to
-the static Fig. 8 grid (``viz.plot_feature_pyramid``), displayed as a PNG image output, when
-
-1. the environment variable ``M2S_WIDGETS`` says so (``static`` / ``interactive`` override everything else);
-2. there is no IPython *kernel* (plain Python, pytest, terminal IPython); or
-3. the kernel's current cell was sent with ``allow_stdin=False``. Jupyter front-ends (JupyterLab, Notebook,
-   VS Code) send ``allow_stdin=True`` so that ``input()`` works; headless executors (nbclient, and so papermill
-   and ``nbconvert --execute``) send ``False`` because nobody can answer. This reads ipykernel's
-   ``kernel._allow_stdin``; a kernel without that attribute counts as interactive.
+Headless rule (``frontend_attached``, whose home is :mod:`m2s_lib.progress`): widgets need a live front-end to be
+of any use. Without one (papermill, nbclient, tests, plain Python; ``M2S_WIDGETS=static|interactive`` overrides),
+the explorer falls back to the static Fig. 8 grid (``viz.plot_feature_pyramid``), displayed as a PNG image output.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +20,7 @@ import numpy as np
 import torch
 
 from ..mmsm import NUM_LEVELS, ce_key, ms_key, unit_name
+from ..progress import frontend_attached
 from . import viz
 from .viz import Figure, figure_png, show_figure
 
@@ -35,24 +29,6 @@ __all__ = ["CMAPS", "FeatureExplorer", "display_mode", "figure_png", "frontend_a
 CMAPS = ("viridis", "magma", "inferno", "cividis", "gray", "coolwarm", "jet")
 GRADCAM_OFF = "off"
 CE_ORDER = 0  # value of the "order" control that selects CE^i
-
-
-def frontend_attached() -> bool:
-    """Whether interactive widgets can be used now (see the module docstring for the rule)."""
-    env = os.environ.get("M2S_WIDGETS", "").strip().lower()
-    if env in ("static", "0", "off", "false", "no"):
-        return False
-    if env in ("interactive", "1", "on", "true", "yes"):
-        return True
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    kernel = getattr(shell, "kernel", None) if shell is not None else None
-    if kernel is None:
-        return False
-    return getattr(kernel, "_allow_stdin", True) is not False
 
 
 def display_mode(mode: str = "auto") -> str:

@@ -183,7 +183,7 @@ def generate(task: str, out_dir, n: int, seed: int = 0, size: int = 352, n_test:
                 (tmp / split / sub).mkdir(parents=True, exist_ok=True)
         if workers is None:
             workers = 2 if (len(jobs) >= 64 and (os.cpu_count() or 1) >= 2) else 1
-        from tqdm.auto import tqdm
+        from ...progress import progress_bar as tqdm
 
         bar = tqdm(total=len(jobs), desc=f"synthetic {task}", unit="img", disable=not progress)
         results = []
