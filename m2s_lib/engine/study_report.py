@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import yaml
 
 from ..atomic import write_bytes, write_text
 from ..constants import runs_path
-from .stats import LOWER_IS_BETTER, NOT_RESOLVED, paired_difference, summarise, verdict
+from .stats import NOT_RESOLVED, paired_difference, summarise, verdict
 from .study import COMPARISONS, METRICS, VARIANTS, StudySpec, read_results, variant_config
 
 __all__ = ["study_tables", "wide_summary", "comparison_lines", "early_table", "early_tables", "early_summary", "early_paired",
@@ -335,6 +334,3 @@ def latest_study(root: str | os.PathLike | None = None) -> Path | None:
     found = [p.parent for p in found if (spec := _read_spec(p.parent)) is not None and spec.preset != "smoke"
              and spec.stop_after_epoch is None]  # neither smoke runs nor cut (early-training) runs
     return found[-1] if found else None
-
-
-_ = (LOWER_IS_BETTER, time)  # re-exported names used by callers' docs

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from m2s_lib.teaching import nbcheck
+from m2s_lib.teaching.reproduce import kernel_transport
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -166,7 +167,7 @@ def test_kernel_uses_this_interpreter(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=IDS)
-def test_notebook_executes(notebook: Path, monkeypatch: pytest.MonkeyPatch, record_property):
+def test_notebook_executes(notebook: Path, monkeypatch: pytest.MonkeyPatch, record_property, tmp_path: Path):
     papermill = _papermill()
     overrides = _overrides()
     if notebook.name not in overrides:  # never run a notebook at full size by accident (it can take hours)
@@ -182,6 +183,7 @@ def test_notebook_executes(notebook: Path, monkeypatch: pytest.MonkeyPatch, reco
         papermill.execute_notebook(
             str(notebook), str(executed), parameters=parameters, kernel_name=KERNEL_NAME, language="python",
             cwd=str(NOTEBOOK_DIR), execution_timeout=CELL_TIMEOUT, progress_bar=False, log_output=False,
+            config=kernel_transport(tmp_path),  # local sockets, as `make reproduce` (no TCP-transport warning)
         )  # fmt: skip
     except papermill.PapermillExecutionError as err:
         pytest.fail(

@@ -122,6 +122,7 @@ def test_reproduce_end_to_end_small(tmp_path: Path):
     report = (run_dir / "REPORT.md").read_text()
     assert "## Environment" in report and "| torch |" in report and "| profile | tiny |" in report
     assert "| device | cpu |" in report and "OMP_NUM_THREADS" in report and "SYNTHETIC polyps" in report
+    assert "| install | matches requirements-lock.txt" in report or "| install | DIFFERS from requirements-lock.txt" in report
     assert "## Polyp results (notebook 07)" in report and "Mean Dice over all 20 test images" in report
     for test_set in ("Kvasir", "CVC-ClinicDB", "CVC-ColonDB", "ETIS-LaribPolypDB", "CVC-300"):
         assert test_set in report
