@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD, TEST_SIZE, TRAIN_SIZES
+from .labels import check_mask_set
 from .layout import (
     IMAGE_DIR_NAMES,
     MASK_DIR_NAMES,
@@ -33,7 +34,6 @@ from .layout import (
     pair_files,
     short_list,
 )
-from .labels import check_mask_set
 
 __all__ = ["MultiScaleCollate", "SegmentationFolder", "collate", "normalise", "train_sizes_for"]
 

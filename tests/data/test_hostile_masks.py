@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from m2s_lib.data.folders import SegmentationFolder
 from m2s_lib.data import layout
+from m2s_lib.data.folders import SegmentationFolder
 from m2s_lib.data.layout import DatasetError, load_mask, mask_value_problem
 
 
