@@ -332,7 +332,7 @@ def _label_values(vals: np.ndarray) -> list[int] | None:
     if mid.size == 0 or vals.dtype.kind == "f":
         return None
     counts = np.bincount(mid.astype(np.int64).ravel())
-    plateaus = np.flatnonzero(counts > 0.01 * vals.size)
+    plateaus = np.flatnonzero(counts > max(0.01 * vals.size, 16))  # not a few pixels of a small mask's edge
     if plateaus.size == 0 or counts[plateaus].sum() < 0.9 * mid.size:
         return None
     return sorted(int(v) for v in np.unique(vals) if v <= 32 or v >= 224 or v in plateaus)
