@@ -333,15 +333,18 @@ def default_limits(assignments: Sequence[str], cell_timeout: int | None = None, 
                   memory_bytes=int((memory_gib if memory_gib is not None else MEMORY_GIB) * 2**30) or None)
 
 
-def prepare_shared(root: Path, state: Mapping[str, Any], assignments: Sequence[str], log: Callable[[str], None]) -> None:
+def prepare_shared(root: Path, state: Mapping[str, Any], assignments: Sequence[str], log: Callable[[str], None],
+                   settings: Any = None) -> None:  # fmt: skip
     """``<course>/shared/``: the read-only inputs every submission reads (the synthetic set of the presets), made once
     by the grader, never by a student's run. A checkpoint for 07/08 is the teacher's to put there
     (``m2s train --profile tiny --out <course>/shared/runs/06_training``); without it those notebooks train a short
     model inside each submission's scratch folder."""
     from ..data.synthetic.generate import ensure_dataset
+    from .grading.runner import Settings, grading_parameters
 
     for assignment in assignments:
-        values = state["assignments"][assignment].get("parameters", {})
+        values = {**state["assignments"][assignment].get("parameters", {}),
+                  **grading_parameters(assignment, settings or Settings())}  # fmt: skip
         data_root = values.get("data_root")
         if not (isinstance(data_root, str) and data_root.startswith(CLASSROOM_RUN_DIR + "/")):
             continue
@@ -421,7 +424,7 @@ def _grade_locked(root: Path, state: Mapping[str, Any], folder: Path, out_dir: P
     if not todo:
         raise FileNotFoundError(f"no submissions in {folder}: expected <student>/<assignment>/<assignment>.ipynb "
                                 f"with an assignment among {', '.join(known)}")  # fmt: skip
-    prepare_shared(root, state, sorted({s.assignment for s in todo}), log)
+    prepare_shared(root, state, sorted({s.assignment for s in todo}), log, settings)
     hide = [reproduce.ROOT, root, folder, out_dir]
     scratch_root = Path(tempfile.mkdtemp(prefix="m2s-grading-", dir=settings.scratch_base))
     previous = {(s.sid, s.assignment): _previous_digest(root, s) for s in todo}
@@ -443,13 +446,16 @@ def _grade_locked(root: Path, state: Mapping[str, Any], folder: Path, out_dir: P
             shutil.rmtree(scratch_root, ignore_errors=True)
     if result.problems and not result.rows:
         results.write_problems(result.problems_csv, [], result.problems)
+    from .grading.class_report import report_after_grading
+
+    report_after_grading(root, result.grades_csv, log)
     log(grade_summary(result))
     return result
 
 
 def _progress(iterable, total: int):
     try:
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar as tqdm
     except ImportError:  # pragma: no cover
         return iterable
     return tqdm(iterable, total=total, desc="grading", unit="submission")
@@ -500,7 +506,7 @@ def _record(root: Path, state: Mapping[str, Any], folder: Path, outcome: Any, re
         results.save_verdict(root, sub.sid, sub.assignment, outcome.verdict or {"assignment": sub.assignment,
                              "exercises": [], "flags": [], "points": 0.0, "graded": False},
                              {"student": sub.student, "seconds": outcome.seconds, "sandboxed": outcome.sandboxed,
-                              "graded_at": row["graded_at"],
+                              "graded_at": row["graded_at"], "slowest_cell_seconds": outcome.slowest_cell,
                               "digest": outcome.digest if outcome.verdict is not None else "",
                               "problems": problems})  # fmt: skip
     finally:

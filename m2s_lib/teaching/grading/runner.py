@@ -81,6 +81,7 @@ class Outcome:
     digest: str = ""
     skipped: bool = False
     scratch: Path | None = None
+    slowest_cell: float = 0.0  # seconds of the longest cell (the per-cell limits are measured from the masters')
 
 
 def safe_id(name: str) -> str:
@@ -308,6 +309,7 @@ def grade_one(sub: Submission, root: Path, state: Mapping[str, Any], settings: S
                              env={"M2S_GRADING_DIR": str(grading)}, hide=hide, sandbox=settings.sandbox,
                              ro_binds=shared_binds(values, root / "shared", sub.assignment))  # fmt: skip
     out.sandboxed, out.executed = result.sandboxed, result.executed
+    out.slowest_cell = max(result.cell_seconds.values(), default=0.0)
     if result.error:
         out.problems.append(f"the notebook could not be run to the end: {result.error}")
     if result.timed_out:
@@ -320,7 +322,7 @@ def grade_one(sub: Submission, root: Path, state: Mapping[str, Any], settings: S
         result.executed.write_text(json.dumps(executed, ensure_ascii=False), encoding="utf-8")
     verdict = {"assignment": sub.assignment, "exercises": [], "flags": []}
     if exercises:
-        verdict = judge.judge_assignment(sub.assignment, grading, out.notebook, seed=settings.seed).to_dict()
+        verdict = _judge(judge, sub.assignment, grading, out.notebook, settings.seed, source).to_dict()
         verdict["exercises"] = [e for e in verdict["exercises"] if e["grade_id"] in exercises]
     verdict["exercises"] += legacy_scores(executed, nb, {e["grade_id"] for e in verdict["exercises"]})
     if result.timed_out:
@@ -335,6 +337,16 @@ def grade_one(sub: Submission, root: Path, state: Mapping[str, Any], settings: S
     out.verdict = verdict
     out.seconds = round(time.perf_counter() - start, 1)
     return out
+
+
+def _judge(judge: Any, assignment: str, grading: Path, notebook: dict, seed: int, source: Mapping[str, Any]):
+    """The judge's verdict, with the course's ``source/`` notebook as the master (the baseline of the scan: the
+    course's own cells, such as the student install cell written at release, are not the student's)."""
+    import inspect
+
+    if "master" in inspect.signature(judge.judge_assignment).parameters:
+        return judge.judge_assignment(assignment, grading, notebook, seed=seed, master=source)
+    return judge.judge_assignment(assignment, grading, notebook, seed=seed)
 
 
 def _framework_exercises(judge: Any, assignment: str, released: Mapping[str, Any]) -> set[str]:

@@ -365,3 +365,61 @@ def test_unsandboxed_grading_says_so(tmp_path):
     assert result.unsandboxed and result.rows[0]["auto"] == 4
     assert any(p == sandbox.UNSANDBOXED_NOTE for _, _, p in result.problems)
     assert "ran unsandboxed" in course.grade_summary(result)
+
+
+def test_student_package_is_clean_and_a_released_notebook_runs_with_it_alone(tmp_path):
+    """Release 01 (the wheel included), scan the wheel, then run the student notebook with only the wheel's
+    m2s_lib importable (installed with --target and put first on PYTHONPATH: the repository is not reachable)."""
+    from m2s_lib.cli import main
+    from m2s_lib.teaching import nbcheck
+    from m2s_lib.teaching.grading import package
+
+    out = tmp_path / "course"
+    start = time.perf_counter()
+    assert main(["course", "release", "--out", str(out), "--assignments", "01", "--overrides",
+                 str(ROOT / "tests" / "notebook_overrides.yaml")]) == 0  # fmt: skip
+    released_at = time.perf_counter() - start
+    wheels = sorted((out / "student").glob("m2s_lib-*.whl"))
+    assert len(wheels) == 1 and (out / "release" / "01_subtraction_unit" / wheels[0].name).is_file()
+    masters = [nbcheck.load_notebook(p) for p in course.assignment_notebooks()]
+    assert package.leaks_in_wheel(wheels[0], masters) == []
+    import zipfile
+
+    names = zipfile.ZipFile(wheels[0]).namelist()
+    assert not any("teaching/grading/" in n or n.endswith(".ipynb") for n in names)
+    assert any(n.startswith("m2s_lib/teaching/exercises/") for n in names)
+    spoiled = tmp_path / "spoiled.whl"  # the scan can fail: a master and a hidden case smuggled in
+    with zipfile.ZipFile(wheels[0]) as src, zipfile.ZipFile(spoiled, "w") as dst:
+        for n in names:
+            dst.writestr(n, src.read(n))
+        dst.writestr("m2s_lib/notebooks/01_subtraction_unit.ipynb", "{}")
+        dst.writestr("m2s_lib/cases.py", f"NAMES = {sorted(package.hidden_case_names())[:1]!r}\n")
+    found = package.leaks_in_wheel(spoiled, masters)
+    assert any("a notebook" in f for f in found) and any("secret line" in f for f in found), found
+
+    student = nbcheck.load_notebook(out / "release" / "01_subtraction_unit" / "01_subtraction_unit.ipynb")
+    text = json.dumps(student)
+    assert "git clone" not in text and "colab-badge" not in text, "the released notebook points at the repository"
+    assert package.LOCK_MARK in text
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(target),
+                    str(wheels[0])], check=True)  # fmt: skip
+    work = tmp_path / "work"
+    work.mkdir()
+    probe = nbformat.v4.new_code_cell("import m2s_lib, importlib.util\nprint('PACKAGE', m2s_lib.__file__)\n"
+                                      "print('GRADING', importlib.util.find_spec('m2s_lib.teaching.grading'))")
+    student["cells"].append(json.loads(json.dumps(probe)))
+    (work / "nb.ipynb").write_text(json.dumps(student))
+    code = ("import sys, nbformat; sys.modules['rfc3987_syntax'] = None\nfrom nbclient import NotebookClient\n"
+            "nb = nbformat.read('nb.ipynb', 4)\nNotebookClient(nb, timeout=300, allow_errors=True, kernel_name='python3')"
+            ".execute()\nnbformat.write(nb, 'out.ipynb')")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(target), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], cwd=work, env=env, check=True, timeout=600)
+    ran = time.perf_counter() - start
+    print(f"\nrelease of 01 with the package: {released_at:.1f} s; 01 run with the wheel alone: {ran:.1f} s")
+    executed = nbcheck.load_notebook(work / "out.ipynb")
+    outputs = "".join(o.get("text", "") for c in executed["cells"] for o in c.get("outputs", []))
+    assert f"PACKAGE {target}" in outputs and "GRADING None" in outputs, outputs[-500:]
+    errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert all(e["ename"] == "NotImplementedError" for e in errors), [(e["ename"], e["evalue"]) for e in errors]
