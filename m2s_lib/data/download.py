@@ -41,7 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..atomic import write_text
-from ..constants import GOALS_CLASS_VALUES
+from ..constants import GOALS_CLASS_VALUES, repo_root
 from .catalogue import (
     DATASETS,
     PARTS,
@@ -80,7 +80,7 @@ __all__ = [
 ]
 
 # data_scripts/checksums.json next to the package in a source checkout (None when installed without it).
-CHECKSUMS_PATH: Path | None = Path(__file__).resolve().parents[2] / "data_scripts" / "checksums.json"
+CHECKSUMS_PATH: Path | None = repo_root() / "data_scripts" / "checksums.json"
 STATE_FILE = ".m2s_download.json"
 DOWNLOADS_DIR = ".downloads"
 

@@ -204,7 +204,7 @@ class SegmentationFolder(torch.utils.data.Dataset):
         masks whose values look wrong, a folder whose masks are all empty or all full). ``notes``, when given,
         receives one line per special case of the mask rule applied (alpha channel, void palette index, JPEG-noised
         0/1 masks), naming the masks."""
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar as tqdm
 
         problems = []
         empty = full = 0
