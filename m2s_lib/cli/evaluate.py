@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             original size, and score with the task's metrics (polyp: mDice, mIoU, wFm, Sm, maxEm, MAE under the
             PraNet protocol). Writes OUT/<set>/<name>.png, OUT/results.csv (dataset, n, measures, protocol),
             OUT/results.md (with the paper's Table 1 layout) and OUT/per_image/<set>.csv. An OUT holding an earlier
-            evaluation is refused unless --overwrite, which deletes that evaluation's files (nothing else).
+            evaluation is refused unless --overwrite, which deletes that evaluation's files (nothing else). One process
+            writes OUT at a time (a second one is refused, naming the first one's PID and start time).
 
             CHECKPOINT is an m2s training checkpoint (last.pt / best.pt) or the authors' released weights
             (then --model and --encoder say which network they belong to).

@@ -31,6 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
               paper-polyp  Res2Net-50 (ImageNet), 352 px, batch 16, multi-scale, LossNet 0.1, 50 epochs.
               paper-covid / paper-busi / paper-oct: the same recipe, 200 / 100 / 100 epochs.
 
+            One process writes OUT at a time: a second command on the same OUT is refused, naming the first one's
+            PID and start time (OUT/.m2s.lock; left by a killed process, it is taken over). After an interruption,
+            `m2s train --out OUT --resume` continues in every state: from last.pt, or from config.yaml when no
+            epoch was saved (the messages of Ctrl-C, a non-finite loss and a full disk name that command).
+
             Several GPUs: torchrun --nproc_per_node 4 -m m2s_lib.cli train --profile paper-polyp ...
             (optim.batch_size stays the global batch; only rank 0 writes files).
             """
