@@ -226,8 +226,10 @@ def read_results(out: str | os.PathLike) -> pd.DataFrame:
     (a value missing or not finite, no ``finished_utc``, the file cut short inside it) is moved to
     ``superseded.csv``, said in one line, and its run counts as not done; a file that is no study table is a
     :class:`StudyError` naming it."""
-    import fcntl
-
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no repair lock (one process per study folder there)
+        fcntl = None
     path = Path(out) / "runs.csv"
     if not path.is_file():
         return pd.DataFrame(columns=["variant", "seed", "fingerprint"])
@@ -252,7 +254,8 @@ def read_results(out: str | os.PathLike) -> pd.DataFrame:
         if not bad.any():
             return done
         with open(path.with_name(".runs.csv.repair"), "a+") as handle:  # one repair at a time (not the study's .lock)
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_EX)
             if path.read_bytes() != raw and attempt == 0:
                 continue  # changed meanwhile: read it again
             damaged = done[bad]
