@@ -98,7 +98,7 @@ def install_source(url: str | None = None) -> str:
     """The install cell: a no-op whenever ``m2s_lib`` is importable."""
     url = url or repository_url()
     return f'''# Colab: installs this course's package when it is missing.
-# A no-op wherever m2s_lib imports already: your machine, papermill, CI, Binder.
+# A no-op wherever m2s_lib imports already (your own machine, Binder, a course image).
 import importlib.util
 
 if importlib.util.find_spec("m2s_lib") is None:
