@@ -183,7 +183,7 @@ def _copy_notebook(executed: Path, dest: Path, run: Path, url: str) -> dict[str,
     """Write the site's copy of one executed notebook; its title, figure count and failed cell (or ``None``)."""
     import nbformat
 
-    nb = nbformat.read(executed, as_version=4)
+    nb = nbformat.reads(executed.read_text(encoding="utf-8").replace(f"{ROOT}/", ""), as_version=4)  # relative paths
     figures = figure_count(nb)
     failed = next((c.get("execution_count") or "?" for c in nb.cells for o in c.get("outputs", []) or []
                    if o.get("output_type") == "error"), None)  # fmt: skip
