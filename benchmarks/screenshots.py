@@ -76,7 +76,7 @@ def make_copies(course: Path, lab: Path) -> None:
     released = json.loads((course / "release" / A01 / f"{A01}.ipynb").read_text(encoding="utf-8"))
     master = json.loads((ROOT / "notebooks" / f"{A01}.ipynb").read_text(encoding="utf-8"))
     answer = next(c for c in master["cells"] if _gid(c) == "su_forward")
-    right = re.sub(r" *### (BEGIN|END) SOLUTION\n", "", _src(answer))
+    right = re.sub(r" *### (BEGIN|END) SOLUTION\n?", "", _src(answer))
     wrong = right.replace("torch.abs(a - b)", "(a + b)")
     for name, code in (("stub", None), ("wrong", wrong), ("right", right)):
         nb = json.loads(json.dumps(released))
@@ -132,23 +132,32 @@ def start_lab(lab: Path, env: dict[str, str], port: int, token: str) -> subproce
 RUNNING = """() => Array.from(document.querySelectorAll('.jp-InputPrompt')).some(p => p.textContent.includes('*'))"""
 
 
-def run_all_and_shoot(page, url: str, shots: dict[str, str | None], out: Path, timeout_s: float = 300) -> None:
-    """Open ``url``, Run All, wait for the kernel, then one screenshot per ``{file: text of the cell to show}``."""
+def run_all_and_shoot(context, url: str, shots: dict[str, str | None], out: Path, timeout_s: float = 300) -> None:
+    """Open ``url`` in a new page, Run All, wait for the kernel, then one screenshot per ``{file: text of the cell
+    to show}`` (``None``: the top); the page is closed without its "leave the page?" dialog."""
+    page = context.new_page()
+    page.set_default_timeout(60_000)
     page.goto(url, wait_until="load")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-    page.wait_for_function("() => document.querySelector('.jp-InputPrompt') && Array.from("
-                           "document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')).some(p => /[0-9*]/.test("
-                           "p.textContent))", timeout=60_000)  # fmt: skip
+    started = ("() => Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputPrompt'))"
+               ".some(p => /[0-9*]/.test(p.textContent))")  # fmt: skip
+    for _ in range(3):  # the notebook must be the current widget for "Run All Cells" to apply to it
+        page.locator(".jp-Notebook .jp-Cell .jp-InputPrompt").first.click()
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        try:
+            page.wait_for_function(started, timeout=20_000)
+            break
+        except Exception:  # noqa: BLE001 — try again
+            page.keyboard.press("Escape")
     deadline = time.time() + timeout_s
     while page.evaluate(RUNNING) and time.time() < deadline:
         page.wait_for_timeout(1000)
     page.wait_for_timeout(1500)
     for name, text in shots.items():
         if text is None:
-            page.evaluate("() => document.querySelector('.jp-WindowedPanel-outer, .jp-Notebook').scrollTo(0, 0)")
+            page.locator(".jp-Notebook .jp-Cell").first.evaluate("e => e.scrollIntoView({block: 'start'})")
         else:
             cell = page.locator(".jp-Cell", has_text=text).last
             cell.scroll_into_view_if_needed()
@@ -162,6 +171,7 @@ def run_all_and_shoot(page, url: str, shots: dict[str, str | None], out: Path, t
         page.screenshot(path=str(out / "01-menu.png"))
         print(f"wrote {out / '01-menu.png'}")
         page.keyboard.press("Escape")
+    page.close(run_before_unload=False)
 
 
 def shoot_lab(course: Path, out: Path) -> None:
@@ -178,14 +188,12 @@ def shoot_lab(course: Path, out: Path) -> None:
     try:
         with sync_playwright() as driver:
             browser = driver.chromium.launch(executable_path=_chromium(), headless=True, args=FLAGS)
-            page = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
-            page.set_default_timeout(60_000)
-            base = f"http://127.0.0.1:{port}/lab/tree"
+            context = browser.new_context(viewport={"width": 1280, "height": 1000})
+            base = f"http://127.0.0.1:{port}/lab/workspaces"
             test = 'check("su_forward_tests"'
-            run_all_and_shoot(page, f"{base}/01-stub.ipynb?token={token}", {"01-stub.png": test, "01-top.png": None},
-                              out)  # fmt: skip
-            for name in ("wrong", "right"):
-                run_all_and_shoot(page, f"{base}/01-{name}.ipynb?token={token}", {f"01-{name}.png": test}, out)
+            for name in ("stub", "wrong", "right"):  # one workspace each: no tab of the previous one comes back
+                shots = {f"01-{name}.png": test, **({"01-top.png": None} if name == "stub" else {})}
+                run_all_and_shoot(context, f"{base}/{name}/tree/01-{name}.ipynb?reset&token={token}", shots, out)
             browser.close()
     finally:
         proc.terminate()
