@@ -57,7 +57,7 @@ MISTAKES = {
     "pranet_curves": ("return dice, iou", "return iou, dice"),
     "mae": ("normalise_map(pred8) - gt", "pred8 / 255 - gt"),
 }
-_REGION = re.compile(r"( *)### BEGIN SOLUTION\n(.*?)### END SOLUTION\n?", re.S)
+_REGION = re.compile(r"( *)### BEGIN SOLUTION\n(.*?) *### END SOLUTION\n?", re.S)  # code after the region keeps its indent
 
 
 def _source(cell: dict) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -38,6 +39,7 @@ REPORT_HTML = "report.html"
 FIGURE_DIR = "report"
 TOP_CHECKS = 15  # failed checks shown in the figure (the table lists them all)
 TOP_MISTAKES = 4  # named mistakes listed per failed check
+_CASE = re.compile(r"\s*\[case: [^\]]*\]\s*$")
 STATUS_ORDER = ("full marks", "part of the points", "no points", "not done", "flagged", "timed out", "not reached")
 STATUS_COLOURS = ("#2ca02c", "#bcbd22", "#d62728", "#c7c7c7", "#9467bd", "#ff7f0e", "#8c564b")
 
@@ -105,6 +107,13 @@ def exercise_status(e: Mapping[str, Any]) -> str:
     return "part of the points" if points > 0 else "no points"
 
 
+def mistake_text(mistake: Any) -> str:
+    """A named mistake without the case it was seen on (``"… [case: width 16, 64×96 input]"``): the same mistake
+    on two cases counts once per submission, under one text."""
+    text = str(mistake or "no named mistake")
+    return _CASE.sub("", text).strip() or text
+
+
 def failed_checks(verdicts: Iterable[Mapping[str, Any]]) -> list[FailedCheck]:
     """Every check failed at least once, most often failed first; counted over the submissions whose exercise was
     graded (a stub, a flag or a timeout is its own status, not a failed check)."""
@@ -121,7 +130,7 @@ def failed_checks(verdicts: Iterable[Mapping[str, Any]]) -> list[FailedCheck]:
                 item.graded += 1
                 if not c.get("passed"):
                     item.failed += 1
-                    mistakes[key][str(c.get("mistake") or "no named mistake")] += 1
+                    mistakes[key][mistake_text(c.get("mistake"))] += 1
     found = [item for item in seen.values() if item.failed]
     for item in found:
         item.mistakes = mistakes[(item.assignment, item.exercise, item.check)].most_common()
@@ -243,7 +252,7 @@ def plot_failed(checks: Sequence[FailedCheck], path: Path) -> Path:
     ax.set_yticks(range(len(shown)), [_label(f"{c.assignment[:2]} {c.exercise}: {c.check}", 70) for c in shown])
     ax.invert_yaxis()
     ax.set_xlim(0, max(c.graded for c in shown) * 1.15)
-    ax.set(xlabel="submissions that failed the check (of those whose exercise was graded)",
+    ax.set(xlabel="submissions that failed the check",
            title=f"The checks failed most often (top {len(shown)})")  # fmt: skip
     return _save(fig, path)
 
@@ -325,23 +334,26 @@ def _slowest_html(data: ClassData, n: int = 5) -> str:
 
 
 def _review_html(data: ClassData) -> str:
-    """Submissions for the teacher to look at: flags, time limits, submissions that could not be graded."""
+    """Submissions for the teacher to look at (flags, time limits, not graded): one row each, its reasons listed."""
     rows = []
     for v in sorted(data.verdicts, key=lambda v: (str(v.get("assignment")), str(v.get("student")))):
-        notes = [p for p in v.get("problems", []) if any(w in str(p) for w in ("flagged", "timed out", "not graded",
-                                                                              "could not be run"))]  # fmt: skip
+        notes = [str(p) for p in v.get("problems", []) if any(w in str(p) for w in REVIEW_WORDS)]
         notes += [f"{e.get('title')}: {e.get('status')}" for e in v.get("exercises", [])
-                  if e.get("status") in ("flagged", "timed out")]  # fmt: skip
+                  if e.get("status") in ("flagged", "timed out") and not any(str(e.get("grade_id")) in n
+                                                                              for n in notes)]  # fmt: skip
         if v.get("graded") is False and not notes:
             notes = [str(p) for p in v.get("problems", [])] or ["not graded"]
-        for note in dict.fromkeys(notes):
-            rows.append(f"<tr><td>{_e(v.get('student'))}</td><td>{_e(v.get('assignment'))}</td><td>{_e(note)}</td></tr>")
+        if notes:
+            items = "".join(f"<li>{_e(n)}</li>" for n in dict.fromkeys(notes))
+            rows.append(f"<tr><td>{_e(v.get('student'))}</td><td>{_e(v.get('assignment'))}</td><td><ul>{items}</ul>"
+                        "</td></tr>")  # fmt: skip
     rows += [f"<tr><td></td><td></td><td>unreadable verdict: {_e(p)}</td></tr>" for p in data.unreadable]
     if not rows:
         return "<p>Nothing to review: no flag, no time limit reached, every submission graded.</p>"
-    return "<table><tr><th>student</th><th>assignment</th><th>what</th></tr>" + "".join(rows) + "</table>"
+    return "<table><tr><th>student</th><th>assignment</th><th>why</th></tr>" + "".join(rows) + "</table>"
 
 
+REVIEW_WORDS = ("flagged", "timed out", "not graded", "could not be run")
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:90%}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
 img{max-width:100%;border:1px solid #eee;margin:.5em 0}.count{font-weight:bold;color:#b00}li.check{margin:.6em 0}
