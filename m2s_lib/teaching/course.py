@@ -40,6 +40,7 @@ from typing import Any
 from ..atomic import write_text
 from . import course_cells, nbcheck, reproduce
 from .grading import package as package_tools
+from .grading.class_report import report_after_grading
 
 __all__ = [
     "ASSIGNMENT_GLOB",
@@ -406,6 +407,8 @@ def _settings(settings, state, timeout, submission_timeout, memory_gib, regrade,
 
     settings = settings or Settings()
     settings.limits = default_limits(sorted(state["assignments"]), timeout, submission_timeout, memory_gib)
+    settings.assignment_limits = {a: default_limits([a], timeout, submission_timeout, memory_gib)
+                                  for a in state["assignments"]}  # fmt: skip
     settings.regrade = regrade or settings.regrade
     settings.sandbox = sandbox if sandbox is not None else settings.sandbox
     return settings
@@ -447,9 +450,7 @@ def _grade_locked(root: Path, state: Mapping[str, Any], folder: Path, out_dir: P
             shutil.rmtree(scratch_root, ignore_errors=True)
     if result.problems and not result.rows:
         results.write_problems(result.problems_csv, [], result.problems)
-    from .grading.class_report import report_after_grading
-
-    report_after_grading(root, result.grades_csv, log)
+    report_after_grading(root, result.grades_csv, log)  # <course>/report.html: what the class got wrong
     log(grade_summary(result))
     return result
 

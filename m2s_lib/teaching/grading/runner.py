@@ -45,6 +45,7 @@ class Settings:
     """How to grade: limits, sandbox (``None``: when available), seed of the hidden cases, force a regrade."""
 
     limits: sb.Limits = field(default_factory=sb.Limits)
+    assignment_limits: dict[str, sb.Limits] = field(default_factory=dict)  # per assignment, over ``limits``
     sandbox: bool | None = None
     seed: int = 0
     regrade: bool = False
@@ -305,7 +306,8 @@ def grade_one(sub: Submission, root: Path, state: Mapping[str, Any], settings: S
     if exercises:
         judge.prepare_inputs(sub.assignment, grading, seed=settings.seed)
     (scratch / name).write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
-    result = sb.run_notebook(scratch / name, scratch / "executed.ipynb", scratch, settings.limits,
+    limits = settings.assignment_limits.get(sub.assignment, settings.limits)
+    result = sb.run_notebook(scratch / name, scratch / "executed.ipynb", scratch, limits,
                              env={"M2S_GRADING_DIR": str(grading)}, hide=hide, sandbox=settings.sandbox,
                              ro_binds=shared_binds(values, root / "shared", sub.assignment))  # fmt: skip
     out.sandboxed, out.executed = result.sandboxed, result.executed

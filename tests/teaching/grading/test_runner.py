@@ -398,7 +398,7 @@ def test_student_package_is_clean_and_a_released_notebook_runs_with_it_alone(tmp
     assert any("a notebook" in f for f in found) and any("secret line" in f for f in found), found
 
     student = nbcheck.load_notebook(out / "release" / "01_subtraction_unit" / "01_subtraction_unit.ipynb")
-    text = json.dumps(student)
+    text = json.dumps(student, ensure_ascii=False)
     assert "git clone" not in text and "colab-badge" not in text, "the released notebook points at the repository"
     assert package.LOCK_MARK in text
     target = tmp_path / "site"
@@ -419,7 +419,8 @@ def test_student_package_is_clean_and_a_released_notebook_runs_with_it_alone(tmp
     ran = time.perf_counter() - start
     print(f"\nrelease of 01 with the package: {released_at:.1f} s; 01 run with the wheel alone: {ran:.1f} s")
     executed = nbcheck.load_notebook(work / "out.ipynb")
-    outputs = "".join(o.get("text", "") for c in executed["cells"] for o in c.get("outputs", []))
+    texts = [o.get("text", "") for c in executed["cells"] for o in c.get("outputs", [])]
+    outputs = "".join("".join(t) if isinstance(t, list) else t for t in texts)
     assert f"PACKAGE {target}" in outputs and "GRADING None" in outputs, outputs[-500:]
     errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert all(e["ename"] == "NotImplementedError" for e in errors), [(e["ename"], e["evalue"]) for e in errors]
