@@ -18,12 +18,12 @@ answers); nothing else is a copy of them.
   and ``course.json`` (presets and points).
 
 **Grade** (:func:`grade`) takes submissions laid out as nbgrader collects them,
-``SUBMISSIONS/<student>/<assignment>/<assignment>.ipynb``, copies them into ``OUT/submitted/`` (unless they are
-already there), runs ``nbgrader autograde`` then ``generate_feedback`` for each, and writes ``grades.csv``
-(``student,assignment,score,max_score``: nbgrader's totals, manual answers count 0 until graded in formgrader),
-``problems.csv`` and one feedback HTML per submission (``OUT/feedback/<student>/<assignment>/``). A malformed
-submission (wrong file name, invalid notebook, deleted or altered locked cell) is reported for that student; the
-others are graded all the same. Everything runs offline.
+``SUBMISSIONS/<student>/<assignment>/<assignment>.ipynb``, and grades each one in its own sandboxed scratch
+folder (:mod:`.grading.runner`, :mod:`.grading.sandbox`; the verdict from the trusted judge), then writes
+``verdict.json``, the executed notebook in ``autograded/``, the gradebook's auto scores, a feedback page, and
+``grades.csv``/``problems.csv`` after every submission (:mod:`.grading.results`). A malformed submission (wrong
+file name, invalid notebook, a link, deleted or altered locked cells) is reported for that student; the others
+are graded all the same. Everything runs offline.
 """
 from __future__ import annotations
 
@@ -175,17 +175,6 @@ def _outcome(result: Mapping[str, Any]) -> str:
     text = (result.get("error") or "") + "\n" + (result.get("log") or "")
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith(" ")]
     return lines[-1][:300] if lines else "nbgrader gave no reason"
-
-
-def _read_notebook(path: Path) -> dict:
-    """A submitted notebook as a plain dict, validated against the nbformat schema."""
-    import nbformat
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # nbformat's note on cells without ids (older front-ends write none)
-        nb = nbformat.read(str(path), as_version=4)
-        nbformat.validate(nb)
-    return json.loads(json.dumps(nb))
 
 
 # ---------------------------------------------------------------------------------------------------------------
