@@ -40,6 +40,7 @@ FIGURE_DIR = "report"
 TOP_CHECKS = 15  # failed checks shown in the figure (the table lists them all)
 TOP_MISTAKES = 4  # named mistakes listed per failed check
 _CASE = re.compile(r"\s*\[case: [^\]]*\]\s*$")
+_GOT = re.compile(r"^got [^,]{1,40}, which is ")  # "got 36864, which is 9C²: …": the value differs per case
 STATUS_ORDER = ("full marks", "part of the points", "no points", "not done", "flagged", "timed out", "not reached")
 STATUS_COLOURS = ("#2ca02c", "#bcbd22", "#d62728", "#c7c7c7", "#9467bd", "#ff7f0e", "#8c564b")
 
@@ -108,10 +109,10 @@ def exercise_status(e: Mapping[str, Any]) -> str:
 
 
 def mistake_text(mistake: Any) -> str:
-    """A named mistake without the case it was seen on (``"… [case: width 16, 64×96 input]"``): the same mistake
-    on two cases counts once per submission, under one text."""
+    """A named mistake without the case it was seen on (``"… [case: width 16, 64×96 input]"``, ``"got 36864, which
+    is …"``): the same mistake on two cases is one text."""
     text = str(mistake or "no named mistake")
-    return _CASE.sub("", text).strip() or text
+    return _GOT.sub("", _CASE.sub("", text)).strip() or text
 
 
 def failed_checks(verdicts: Iterable[Mapping[str, Any]]) -> list[FailedCheck]:

@@ -49,7 +49,8 @@ def _check(name, points, passed, mistake=None):
 def _verdict(i: int) -> dict:
     """Student ``i`` of 30 (see the module's docstring)."""
     case = f" [case: {'hidden: odd sizes' if i % 2 else '8 channels, 4×4 → 8×8'}]"  # the same mistake on two cases
-    su = [_check("eval mode", 3, i >= 23, SUM + case), _check("train mode", 2, i not in (23, 24), HOSTILE_MISTAKE),
+    got = f"got {9 * 64**2 if i % 2 else 9}, which is "
+    su = [_check("eval mode", 3, i >= 23, got + SUM + case), _check("train mode", 2, i not in (23, 24), HOSTILE_MISTAKE),
           _check("odd sizes", 2, True), _check("dtype", 1, True)]  # fmt: skip
     fusion_done = i < 26
     exercises = [
