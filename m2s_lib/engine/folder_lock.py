@@ -147,6 +147,8 @@ class FolderLock:
                 pass
 
     def __del__(self) -> None:  # a lock held in a local variable is given back when its function returns
+        if _HELD is None:  # interpreter shutdown: module globals are gone, and the OS drops the lock with the file
+            return
         self.release()
 
     def __enter__(self) -> FolderLock:
