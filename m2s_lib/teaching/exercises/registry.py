@@ -5,7 +5,7 @@ A module that does not exist yet (an assignment without migrated exercises) simp
 from __future__ import annotations
 
 import importlib
-from functools import lru_cache
+from functools import cache
 
 from .base import Exercise
 
@@ -30,7 +30,7 @@ def _key(assignment: str) -> str:
     return hits[0]
 
 
-@lru_cache(maxsize=None)
+@cache
 def exercises(assignment: str) -> tuple[Exercise, ...]:
     """The exercises of ``assignment`` (``"01_subtraction_unit"`` or ``"01"``), in notebook order."""
     name = f"{__package__}.{ASSIGNMENTS[_key(assignment)]}"

@@ -203,7 +203,7 @@ def _record(exercise: Exercise, answer, folder: Path) -> bool:
         plain: dict[str, np.ndarray] = {}
         start = time.perf_counter()
         try:
-            plain, record["warnings"] = _with_alarm(lambda: _call(exercise, answer, case, found), CASE_SECONDS)
+            plain, record["warnings"] = _with_alarm(lambda case=case, found=found: _call(exercise, answer, case, found), CASE_SECONDS)
         except NotDone:
             record.update(status="not_done", message="not done (the stub raises NotImplementedError)")
         except WrongType as err:
