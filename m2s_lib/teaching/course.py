@@ -558,7 +558,8 @@ def _record_graded(root: Path, state: Mapping[str, Any], folder: Path, outcome: 
     page = root / "feedback" / sub.sid / sub.assignment / f"{sub.assignment}.html"
     if page.is_file():
         ungraded = [gid for gid, value in manual.items() if value is None]
-        write_text(page, results.mark_ungraded(page.read_text(encoding="utf-8"), ungraded))
+        marked = results.mark_ungraded(page.read_text(encoding="utf-8"), ungraded)
+        write_text(page, results.offline_mathjax(marked, page.parent))
 
 
 def _ungraded_feedback(path: Path, student: str, assignment: str, problems: Sequence[str]) -> Path:

@@ -195,6 +195,43 @@ def mark_ungraded(page: str, grade_ids: Iterable[str]) -> str:
     return page
 
 
+MATHJAX_FILE = "tex-svg.js"  # MathJax 3, one self-contained file (SVG output needs no font files)
+_MATHJAX_V3 = ("<script>window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\\\(', '\\\\)']], "
+               "displayMath: [['$$', '$$'], ['\\\\[', '\\\\]']], processEscapes: true}};</script>\n"
+               f'<script src="mathjax/{MATHJAX_FILE}"></script>')
+
+
+def mathjax_source() -> Path | None:
+    """The bundled MathJax 3 file (the site's sphinx-mathjax-offline copy), or ``None`` when it is not installed."""
+    import sysconfig
+
+    path = Path(sysconfig.get_paths()["purelib"]) / "sphinx-mathjax-offline" / "static" / "mathjax" / MATHJAX_FILE
+    return path if path.is_file() else None
+
+
+def offline_mathjax(page: str, folder: Path) -> str:
+    """nbgrader's feedback page with its maths rendered offline: the CDN MathJax 2 loader and its configuration
+    are replaced by a local MathJax 3 copy in ``folder/mathjax/`` (hard-linked when possible). Unchanged when no
+    local copy is installed."""
+    import os
+    import re
+    import shutil
+
+    source = mathjax_source()
+    loader = re.compile(r'<script src="https://[^"]*mathjax[^"]*">\s*</script>\s*(<!-- MathJax configuration -->\s*)?'
+                        r'(<script type="text/x-mathjax-config">.*?</script>)?', re.S | re.I)
+    if source is None or not loader.search(page):
+        return page
+    target = folder / "mathjax" / MATHJAX_FILE
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+    return loader.sub(lambda _: _MATHJAX_V3, page, count=1)
+
+
 def _cell_text(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")[:400]
 

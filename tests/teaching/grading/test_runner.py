@@ -298,6 +298,14 @@ def test_feedback_shows_the_failed_check_first(graded):
     assert "BEGIN HIDDEN TESTS" not in page and "double(5) == 10" not in page
 
 
+def test_feedback_renders_maths_offline(graded):
+    folder = graded["root"] / "feedback" / "wrong" / A
+    page = (folder / f"{A}.html").read_text()
+    assert "cdnjs" not in page and "x-mathjax-config" not in page  # nbgrader's CDN MathJax 2 loader is gone
+    assert page.count('<script src="mathjax/tex-svg.js"></script>') == 1
+    assert (folder / "mathjax" / "tex-svg.js").stat().st_size > 1_000_000  # the local MathJax 3 beside the page
+
+
 def test_rerun_grades_only_what_changed_and_export(graded, tmp_path):
     root, subs = graded["root"], graded["subs"]
     put(subs, "wrong", answer(root, RIGHT, DOUBLE))  # resubmitted, now right
