@@ -409,6 +409,8 @@ def _prepare_source(run: Path, src: Path, url: str) -> dict[str, Any]:
         text = _repository_links(md.read_text(encoding="utf-8"), "docs", url)
         (src / "docs" / md.name).write_text(text, encoding="utf-8")
         docs.append(f"docs/{md.stem}")
+    if (DOCS_DIR / "figures").is_dir():  # images the guides show (docs/figures/*.png)
+        shutil.copytree(DOCS_DIR / "figures", src / "docs" / "figures", dirs_exist_ok=True)
     static = src / "_static"
     static.mkdir(parents=True, exist_ok=True)
     (static / "m2s.css").write_text(CSS)
