@@ -4,11 +4,7 @@ process and must stay under 2 GB (a watchdog stops the child at 2.5 GB)."""
 from __future__ import annotations
 
 import io
-import json
-import os
 import struct
-import subprocess
-import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -16,37 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hostile_support import GB, LIMIT, run_measured  # child-process peak-RSS watchdog
 from PIL import Image
 
 from m2s_lib.constants import GOALS_CLASS_VALUES
-
-GB = 1024**3
-LIMIT = 2 * GB
-
-_WRAPPER = r"""
-import json, resource, subprocess, sys, time
-import psutil
-kill_at = int(sys.argv[1]); cmd = sys.argv[2:]
-proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-ps, killed = psutil.Process(proc.pid), False
-while proc.poll() is None:
-    try:
-        if ps.memory_info().rss > kill_at:
-            proc.kill(); killed = True
-    except psutil.Error:
-        pass
-    time.sleep(0.02)
-out, err = proc.communicate()
-peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-print(out); print(json.dumps({"rc": proc.returncode, "peak": peak, "killed": killed, "err": err}))
-"""
-
-
-def run_measured(args: list[str], cwd: Path, kill_at: float = 2.5 * GB, timeout: float = 600) -> dict:
-    """Run ``args`` (after the Python interpreter) in a child process; its exit code, stderr and peak RSS (bytes)."""
-    res = subprocess.run([sys.executable, "-c", _WRAPPER, str(int(kill_at)), sys.executable, *args], cwd=cwd,
-                         capture_output=True, text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def big_png(path: Path, width: int, height: int, rgb: bool = True) -> Path:
