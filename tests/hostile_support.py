@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -235,3 +237,32 @@ def run_measured(args: list[str], cwd: Path, kill_at: float = 2.5 * GB, timeout:
     res = subprocess.run([sys.executable, "-c", _WRAPPER, str(int(kill_at)), sys.executable, *args], cwd=cwd,
                          capture_output=True, text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def big_png(path: Path, width: int, height: int, rgb: bool = True) -> Path:
+    """A valid PNG of ``width`` x ``height`` written row by row (a gradient with a bright square), never held whole."""
+    channels = 3 if rgb else 1
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    base = ((np.arange(width) * 255) // max(1, width - 1)).astype(np.uint8)
+    comp = zlib.compressobj(6)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(b"\x89PNG\r\n\x1a\n")
+        fh.write(chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2 if rgb else 0, 0, 0, 0)))
+        data = bytearray()
+        for y in range(height):
+            row = base.copy()
+            if height // 3 <= y < 2 * height // 3:
+                row[width // 3 : 2 * width // 3] = 255
+            data += b"\x00" + (np.repeat(row, channels) if rgb else row).tobytes()
+            if len(data) > (32 << 20) or y == height - 1:
+                out = comp.compress(bytes(data)) + (comp.flush() if y == height - 1 else b"")
+                if out:
+                    fh.write(chunk(b"IDAT", out))
+                data = bytearray()
+        fh.write(chunk(b"IEND", b""))
+    return path
+

@@ -3,44 +3,10 @@ measured in a child process (its maximum resident set size) and must stay under 
 at 2.5 GB so that a regression fails the test instead of exhausting the machine."""
 from __future__ import annotations
 
-import struct
-import zlib
-from pathlib import Path
-
-import numpy as np
 import pytest
-from hostile_support import GB, LIMIT, run_measured  # child-process peak-RSS watchdog
+from hostile_support import GB, LIMIT, big_png, run_measured  # child-process peak-RSS watchdog
 
 from m2s_lib.data.layout import DatasetError, load_image
-
-
-def big_png(path: Path, width: int, height: int, rgb: bool = True) -> Path:
-    """A valid PNG of ``width`` x ``height`` written row by row (a gradient with a bright square), never held whole."""
-    channels = 3 if rgb else 1
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    x = np.arange(width)
-    base = ((x * 255) // max(1, width - 1)).astype(np.uint8)
-    comp = zlib.compressobj(6)
-    with open(path, "wb") as fh:
-        fh.write(b"\x89PNG\r\n\x1a\n")
-        fh.write(chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2 if rgb else 0, 0, 0, 0)))
-        data = bytearray()
-        for y in range(height):
-            row = base.copy()
-            if height // 3 <= y < 2 * height // 3:
-                row[width // 3 : 2 * width // 3] = 255
-            line = np.repeat(row, channels) if rgb else row
-            data += b"\x00" + line.tobytes()
-            if len(data) > (32 << 20) or y == height - 1:
-                out = comp.compress(bytes(data)) + (comp.flush() if y == height - 1 else b"")
-                if out:
-                    fh.write(chunk(b"IDAT", out))
-                data = bytearray()
-        fh.write(chunk(b"IEND", b""))
-    return path
 
 
 def test_decompression_bomb_is_refused_in_one_sentence(tmp_path):
