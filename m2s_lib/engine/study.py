@@ -259,9 +259,7 @@ def read_results(out: str | os.PathLike) -> pd.DataFrame:
             if path.read_bytes() != raw and attempt == 0:
                 continue  # changed meanwhile: read it again
             damaged = done[bad]
-            old = path.with_name("superseded.csv")
-            kept = pd.read_csv(old) if old.is_file() else pd.DataFrame()
-            write_text(old, pd.concat([kept, damaged], ignore_index=True).to_csv(index=False))
+            _supersede(path.parent, damaged)
             done = done[~bad].reset_index(drop=True)
             write_text(path, done.to_csv(index=False))
         names = ", ".join(f"{v} seed {str(s).removesuffix('.0')}" for v, s in zip(damaged["variant"], damaged["seed"]))
@@ -378,11 +376,16 @@ def _append_row(out: Path, row: dict[str, Any]) -> None:
     done = read_results(out)
     same = (done["variant"].astype(str) == row["variant"]) & (done["seed"].astype(int) == int(row["seed"]))
     if same.any():
-        old = out / "superseded.csv"
-        kept = pd.read_csv(old) if old.is_file() else pd.DataFrame()
-        write_text(old, pd.concat([kept, done[same]], ignore_index=True).to_csv(index=False))
+        _supersede(out, done[same])
     done = pd.concat([done[~same], pd.DataFrame([row])], ignore_index=True)
     write_text(out / "runs.csv", done.to_csv(index=False))
+
+
+def _supersede(out: Path, rows: pd.DataFrame) -> None:
+    """Keep ``rows`` (runs trained again, or damaged) in ``superseded.csv``: nothing a study trained is lost."""
+    old = out / "superseded.csv"
+    kept = pd.read_csv(old, dtype={"variant": str, "fingerprint": str}) if old.is_file() else pd.DataFrame()
+    write_text(old, pd.concat([kept, rows], ignore_index=True).to_csv(index=False))
 
 
 def adopt_runs(out: str | os.PathLike, spec: StudySpec, sources: Sequence[str | os.PathLike]) -> list[str]:

@@ -68,3 +68,24 @@ def test_a_junk_runs_csv_is_one_clear_line(junk, tmp_path, capsys):
     code, _, err = m2s(capsys, "ablations", "report", out)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert code != 0 and len(lines) == 1 and "runs.csv" in lines[0] and "Tokeniz" not in lines[0], err
+
+
+@pytest.mark.parametrize("fp", ["0922e9652208", "1234e5", "00012345678"])
+def test_a_fingerprint_that_reads_as_a_number_stays_text(fp, tmp_path):
+    """The budget study's msnet seed 0 at 1200 steps hashed to '0922e9652208'. A reader without dtype=str took it
+    for 922·10^9652208, wrote 'inf' back, and the finished run no longer matched: it would have been trained again
+    (40 CPU-minutes)."""
+    from m2s_lib.engine.study import _append_row, _finished
+
+    out = tmp_path / "study"
+    out.mkdir()
+    row = {"variant": "msnet", "seed": 0, "fingerprint": fp, "mDice": 0.9, "mIoU": 0.8, "MAE": 0.01, "n_test": 4,
+           "steps": 2, "train_s": 1.0, "eval_s": 0.5, "cpu_s": 1.5, "threads": 1, "load_1min": 0.5,
+           "finished_utc": "2026-12-06T04:00:00Z"}
+    _append_row(out, row)
+    _append_row(out, {**row, "seed": 1, "fingerprint": "04762fd3e9ce"})  # the second write re-reads the first row
+    assert (out / "runs.csv").read_text().splitlines()[1].split(",")[2] == fp
+    assert ("msnet", 0, fp) in _finished(read_results(out))
+    _append_row(out, {**row, "fingerprint": "5feee3523ce9"})  # seed 0 trained again: its row is kept
+    _append_row(out, {**row, "seed": 1, "fingerprint": "5feee3523ce8"})  # seed 1 too: superseded.csv is re-read
+    assert pd.read_csv(out / "superseded.csv", dtype=str)["fingerprint"].tolist() == [fp, "04762fd3e9ce"]
