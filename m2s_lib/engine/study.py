@@ -221,6 +221,10 @@ def lossnet_weights_note(cfg) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # Running
 # ---------------------------------------------------------------------------------------------------------------
+#: Columns of runs.csv and superseded.csv read as text: a fingerprint such as "0922e9652208" is not a number.
+_TEXT_COLUMNS = {"variant": str, "fingerprint": str}
+
+
 def read_results(out: str | os.PathLike) -> pd.DataFrame:
     """The finished runs of the study in ``out`` (an empty table when there are none). A row that is not whole
     (a value missing or not finite, no ``finished_utc``, the file cut short inside it) is moved to
@@ -236,7 +240,7 @@ def read_results(out: str | os.PathLike) -> pd.DataFrame:
     for attempt in range(2):
         raw = path.read_bytes()
         try:
-            done = pd.read_csv(path, dtype={"variant": str, "fingerprint": str})
+            done = pd.read_csv(path, dtype=_TEXT_COLUMNS)
         except (ValueError, UnicodeDecodeError) as err:  # pandas' ParserError and EmptyDataError are ValueErrors
             raise StudyError(f"{path} is not a study table ({' '.join(str(err).split())[:100]}): move it away (its "
                              "runs are then trained again) or restore it") from None
@@ -384,7 +388,7 @@ def _append_row(out: Path, row: dict[str, Any]) -> None:
 def _supersede(out: Path, rows: pd.DataFrame) -> None:
     """Keep ``rows`` (runs trained again, or damaged) in ``superseded.csv``: nothing a study trained is lost."""
     old = out / "superseded.csv"
-    kept = pd.read_csv(old, dtype={"variant": str, "fingerprint": str}) if old.is_file() else pd.DataFrame()
+    kept = pd.read_csv(old, dtype=_TEXT_COLUMNS) if old.is_file() else pd.DataFrame()
     write_text(old, pd.concat([kept, rows], ignore_index=True).to_csv(index=False))
 
 

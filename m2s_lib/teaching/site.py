@@ -37,7 +37,7 @@ from ..constants import repo_root, runs_path
 from . import badges
 from .nbcheck import discover_notebooks
 
-__all__ = ["MANIFEST", "SiteError", "build_site", "figure_count", "main", "resolve_run"]
+__all__ = ["MANIFEST", "SiteError", "build_site", "figure_count", "main", "mathjax_source", "resolve_run"]
 
 ROOT = repo_root()
 DOCS_DIR = ROOT / "docs"
@@ -340,14 +340,15 @@ figure.m2s-gallery figcaption { font-size: 0.8em; }
 """
 
 
-def _mathjax_source() -> Path | None:
-    """``tex-svg-full.js`` of the ``sphinx-mathjax-offline`` package (MathJax 3.2.2), if installed."""
+def mathjax_source(name: str = MATHJAX_FILE) -> Path | None:
+    """The MathJax 3.2.2 file ``name`` of the ``sphinx-mathjax-offline`` package (default the site's
+    ``tex-svg-full.js``), or ``None`` when the package or the file is not installed."""
     from importlib.util import find_spec
 
     spec = find_spec("sphinx-mathjax-offline")
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "static" / "mathjax" / MATHJAX_FILE
+    path = Path(list(spec.submodule_search_locations)[0]) / "static" / "mathjax" / name
     return path if path.is_file() else None
 
 
@@ -417,7 +418,7 @@ def _prepare_source(run: Path, src: Path, url: str) -> dict[str, Any]:
     (src / "_badges").mkdir(exist_ok=True)
     for name, svg in LOCAL_BADGES.values():
         (src / "_badges" / name).write_text(svg)
-    mathjax = _mathjax_source()
+    mathjax = mathjax_source()
     if mathjax is not None:
         (static / "mathjax").mkdir(exist_ok=True)
         shutil.copyfile(mathjax, static / "mathjax" / MATHJAX_FILE)

@@ -202,11 +202,10 @@ _MATHJAX_V3 = ("<script>window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\\\(
 
 
 def mathjax_source() -> Path | None:
-    """The bundled MathJax 3 file (the site's sphinx-mathjax-offline copy), or ``None`` when it is not installed."""
-    import sysconfig
+    """The feedback pages' MathJax 3 file from the package the site takes its own from, or ``None``."""
+    from ..site import mathjax_source as packaged
 
-    path = Path(sysconfig.get_paths()["purelib"]) / "sphinx-mathjax-offline" / "static" / "mathjax" / MATHJAX_FILE
-    return path if path.is_file() else None
+    return packaged(MATHJAX_FILE)
 
 
 def offline_mathjax(page: str, folder: Path) -> str:

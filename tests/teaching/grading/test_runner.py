@@ -427,8 +427,7 @@ def test_student_package_is_clean_and_a_released_notebook_runs_with_it_alone(tmp
     ran = time.perf_counter() - start
     print(f"\nrelease of 01 with the package: {released_at:.1f} s; 01 run with the wheel alone: {ran:.1f} s")
     executed = nbcheck.load_notebook(work / "out.ipynb")
-    texts = [o.get("text", "") for c in executed["cells"] for o in c.get("outputs", [])]
-    outputs = "".join("".join(t) if isinstance(t, list) else t for t in texts)
+    outputs = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))  # str or list
     assert f"PACKAGE {target}" in outputs and "GRADING None" in outputs, outputs[-500:]
     errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert all(e["ename"] == "NotImplementedError" for e in errors), [(e["ename"], e["evalue"]) for e in errors]
